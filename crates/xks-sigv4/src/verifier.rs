@@ -8,7 +8,7 @@ use http::HeaderMap;
 use http::header::{AUTHORIZATION, HOST};
 use subtle::ConstantTimeEq;
 
-use crate::authorization::parse_authorization;
+use crate::authorization::{ParsedAuthorization, parse_authorization};
 use crate::canonical::canonical_request;
 use crate::clock::{Clock, SystemClock};
 use crate::credentials::{AccessKeyId, CredentialStore};
@@ -187,9 +187,22 @@ impl Verifier {
         self.max_clock_skew
     }
 
-    /// Verifies the SigV4 signature of `request`. See the [type docs](Self) for the checks.
-    pub fn verify(&self, request: &SignedRequest<'_>) -> Result<Authenticated, VerifyError> {
-        let header = authorization_header(request.headers)?;
+    /// The checks that need only the headers: the Authorization header's syntax,
+    /// algorithm, service, region, a known access key id, `X-Amz-Date` and its skew,
+    /// and that `host` and `x-amz-date` are signed.
+    ///
+    /// A server runs this before reading the body, so a request that cannot
+    /// authenticate never has its body read. [`Verifier::verify`] repeats these
+    /// checks; passing `precheck` proves nothing on its own.
+    pub fn precheck(&self, headers: &HeaderMap) -> Result<(), VerifyError> {
+        self.check_headers(headers).map(|_| ())
+    }
+
+    fn check_headers<'h>(
+        &self,
+        headers: &'h HeaderMap,
+    ) -> Result<(ParsedAuthorization<'h>, AmzDate<'h>), VerifyError> {
+        let header = authorization_header(headers)?;
         let auth = parse_authorization(header)?;
         let scope = auth.scope();
         if scope.service != SERVICE {
@@ -204,13 +217,14 @@ impl Verifier {
                 scope.region,
             ));
         }
+        if !self.credentials.load().contains(auth.access_key_id()) {
+            return Err(VerifyError::with_value(
+                VerifyErrorKind::UnknownAccessKeyId,
+                auth.access_key_id(),
+            ));
+        }
 
-        let store = self.credentials.load();
-        let entry = store.entry(auth.access_key_id()).ok_or_else(|| {
-            VerifyError::with_value(VerifyErrorKind::UnknownAccessKeyId, auth.access_key_id())
-        })?;
-
-        let amz_date = amz_date_header(request.headers)?;
+        let amz_date = amz_date_header(headers)?;
         if amz_date.date_part() != scope.date {
             return Err(VerifyError::new(VerifyErrorKind::ScopeDateMismatch));
         }
@@ -224,6 +238,18 @@ impl Verifier {
                 ));
             }
         }
+        Ok((auth, amz_date))
+    }
+
+    /// Verifies the SigV4 signature of `request`. See the [type docs](Self) for the checks.
+    pub fn verify(&self, request: &SignedRequest<'_>) -> Result<Authenticated, VerifyError> {
+        let (auth, amz_date) = self.check_headers(request.headers)?;
+        let scope = auth.scope();
+        let store = self.credentials.load();
+        // The store may have been replaced since the header checks.
+        let entry = store.entry(auth.access_key_id()).ok_or_else(|| {
+            VerifyError::with_value(VerifyErrorKind::UnknownAccessKeyId, auth.access_key_id())
+        })?;
 
         let creq = canonical_request(request, auth.signed_headers(), self.uri_path_normalization)?;
         let sts = string_to_sign(amz_date.as_str(), scope, &creq);

@@ -602,3 +602,37 @@ fn failure_messages_never_contain_secrets_or_signatures() {
         }
     }
 }
+
+/// `precheck` runs the header-only checks: it accepts what `verify` would accept
+/// up to the signature, and refuses the header failures without seeing a body.
+#[test]
+fn precheck_refuses_header_failures_before_the_body() {
+    let verifier = verifier_at(T0);
+    let good = kms_headers(T0);
+    verifier.precheck(&good).unwrap();
+
+    let mut missing = good.clone();
+    missing.remove("authorization");
+    let stale = kms_headers(T0 - 600);
+    let mut unknown_key = good.clone();
+    let value = good["authorization"]
+        .to_str()
+        .unwrap()
+        .replace(AKID, "AAAAAAAAAAAAAAAAAAAAAAAA");
+    set_authorization(&mut unknown_key, &value);
+    for (headers, kind) in [
+        (missing, VerifyErrorKind::MissingAuthorization),
+        (stale, VerifyErrorKind::ClockSkew),
+        (unknown_key, VerifyErrorKind::UnknownAccessKeyId),
+    ] {
+        assert_eq!(verifier.precheck(&headers).unwrap_err().kind(), kind);
+    }
+
+    // A bad signature is only found by `verify`, which sees the body.
+    let mut forged = good.clone();
+    let value = good["authorization"].to_str().unwrap();
+    let forged_value = format!("{}0000", &value[..value.len() - 4]);
+    set_authorization(&mut forged, &forged_value);
+    verifier.precheck(&forged).unwrap();
+    assert_eq!(kind(&verifier, &forged), VerifyErrorKind::SignatureMismatch);
+}

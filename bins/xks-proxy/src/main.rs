@@ -1,0 +1,85 @@
+//! `xks-proxy`: the AWS KMS External Key Store proxy.
+//!
+//! ```text
+//! xks-proxy demo [--listen 127.0.0.1:8443] [--json]   zero-setup proxy on loopback
+//! xks-proxy serve --config proxy.toml                 run from a configuration file
+//! xks-proxy check-config --config proxy.toml          explain every configuration error
+//! xks-proxy soft <init|create-key|rotate|disable|enable|list> ...   software key store
+//! ```
+
+mod cli;
+mod soft;
+
+use std::process::ExitCode;
+
+use clap::Parser as _;
+use xks_server::config::LogFormat;
+use xks_server::{Config, ProcessEnv, Proxy, Server};
+
+use crate::cli::{Cli, Command};
+
+/// `EX_USAGE` from sysexits.h: the configuration or the command line is wrong.
+const EX_USAGE: u8 = 64;
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => return cli::fail(1, format_args!("cannot start the async runtime: {e}")),
+    };
+    match cli.command {
+        Command::CheckConfig { config } => match load(&config) {
+            Ok(_) => cli::report(format_args!("{}: configuration is valid", config.display())),
+            Err(code) => code,
+        },
+        Command::Serve { config } => {
+            let Ok(cfg) = load(&config) else {
+                return ExitCode::from(EX_USAGE);
+            };
+            cli::init_logging(cfg.logging.format);
+            runtime.block_on(async {
+                match Proxy::build(&cfg, &ProcessEnv).await {
+                    Ok(proxy) => serve(&cfg, proxy).await,
+                    Err(e) => cli::fail(EX_USAGE, format_args!("{}", cli::chain(&e))),
+                }
+            })
+        }
+        Command::Demo { listen, json } => {
+            cli::init_logging(LogFormat::Text);
+            runtime.block_on(cli::demo(listen, json))
+        }
+        Command::Soft(cmd) => soft::run(cmd),
+    }
+}
+
+/// Loads and fully validates a configuration file, printing every problem.
+fn load(path: &std::path::Path) -> Result<Config, ExitCode> {
+    let config = Config::from_file(path).and_then(|c| c.validate(&ProcessEnv).map(|()| c));
+    config.map_err(|errors| {
+        let mut text = format!("{}: invalid configuration:", path.display());
+        for problem in errors.problems() {
+            text.push_str("\n  - ");
+            text.push_str(&problem.to_string());
+        }
+        cli::fail(EX_USAGE, format_args!("{text}"))
+    })
+}
+
+/// Binds, serves until SIGTERM or SIGINT, and drains.
+async fn serve(config: &Config, proxy: Proxy) -> ExitCode {
+    let monitor = proxy.app.health().spawn();
+    let server = match Server::bind(&config.server, proxy.tls, proxy.app).await {
+        Ok(server) => server,
+        Err(e) => return cli::fail(1, format_args!("cannot bind the listeners: {e}")),
+    };
+    match server.api_addrs() {
+        Ok(addrs) => tracing::info!(?addrs, "xks-proxy listening"),
+        Err(e) => tracing::warn!(error = %e, "listening, address unknown"),
+    }
+    server.run(cli::shutdown_signal()).await;
+    monitor.abort();
+    ExitCode::SUCCESS
+}

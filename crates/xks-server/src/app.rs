@@ -1,0 +1,397 @@
+//! The request path: route, limit, authenticate, parse, authorize the key, call the
+//! key manager under a deadline, answer, and log one line.
+
+use std::collections::{HashMap, HashSet};
+use std::fmt;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use http::header::{ALLOW, CONTENT_LENGTH, CONTENT_TYPE};
+use http::{HeaderValue, Method, Request, Response, StatusCode};
+use http_body_util::{BodyExt, Full, Limited};
+use xks_keymanager::{KeyManager, KeyManagerError, decrypt_for_xks, encrypt_for_xks};
+use xks_protocol::{
+    DecryptRequest, DecryptResponse, EncryptRequest, EncryptResponse, ErrorName, HealthRequest,
+    KeyId, Limits, MetadataRequest, Operation, RequestMetadata, Route, XksError,
+};
+use xks_sigv4::{SignedRequest, Verifier};
+
+use crate::health::HealthMonitor;
+use crate::rescue::Rejection;
+
+/// The XKS service: everything a request needs, shared by all connections.
+#[derive(Debug)]
+pub struct App {
+    tenants: HashMap<String, Tenant>,
+    km: Arc<dyn KeyManager>,
+    limits: Limits,
+    max_body: usize,
+    backend_timeout: Duration,
+    health: Arc<HealthMonitor>,
+    ping_path: String,
+}
+
+/// One tenant: a path prefix, its credentials and region policy, and its keys.
+#[derive(Debug)]
+pub struct Tenant {
+    name: String,
+    verifier: Verifier,
+    keys: KeyAccess,
+}
+
+/// Which external keys a tenant may use.
+#[derive(Debug)]
+pub enum KeyAccess {
+    /// Every key of the key manager.
+    All,
+    /// Only these.
+    Only(HashSet<KeyId>),
+}
+
+/// The fields of the one log line written per request.
+#[derive(Default)]
+struct RequestLog {
+    operation: &'static str,
+    tenant: Option<String>,
+    key_id: Option<String>,
+    kms_request_id: Option<String>,
+    kms_operation: Option<String>,
+    principal: Option<String>,
+    access_key_id: Option<String>,
+    detail: Option<String>,
+}
+
+// === impl App ===
+
+impl App {
+    /// Assembles the service.
+    pub fn new(
+        tenants: impl IntoIterator<Item = (String, Tenant)>,
+        km: Arc<dyn KeyManager>,
+        limits: Limits,
+        backend_timeout: Duration,
+        health: Arc<HealthMonitor>,
+        ping_path: String,
+    ) -> Self {
+        Self {
+            tenants: tenants.into_iter().collect(),
+            km,
+            max_body: limits.max_body_bytes(),
+            limits,
+            backend_timeout,
+            health,
+            ping_path,
+        }
+    }
+
+    /// The deep health monitor.
+    pub fn health(&self) -> &Arc<HealthMonitor> {
+        &self.health
+    }
+
+    /// The key manager.
+    pub fn key_manager(&self) -> &Arc<dyn KeyManager> {
+        &self.km
+    }
+
+    /// Whether `path` is the unauthenticated load-balancer check.
+    pub fn is_ping(&self, path: &str) -> bool {
+        path == self.ping_path
+    }
+
+    /// Handles one request and writes its log line. Never fails: every problem is
+    /// an XKS error response.
+    pub async fn handle<B>(
+        &self,
+        req: Request<B>,
+        peer: Option<SocketAddr>,
+    ) -> Response<Full<Bytes>>
+    where
+        B: hyper::body::Body<Data = Bytes> + Send,
+        B::Error: std::error::Error + Send + Sync + 'static,
+    {
+        let started = Instant::now();
+        let mut log = RequestLog::default();
+        let response = match self.process(req, &mut log).await {
+            Ok(response) => response,
+            Err(rejection) => {
+                log.detail = Some(rejection.detail());
+                rejection.into_response()
+            }
+        };
+        log.emit(&response, started.elapsed(), peer);
+        response
+    }
+
+    async fn process<B>(
+        &self,
+        req: Request<B>,
+        log: &mut RequestLog,
+    ) -> Result<Response<Full<Bytes>>, Rejection>
+    where
+        B: hyper::body::Body<Data = Bytes> + Send,
+        B::Error: std::error::Error + Send + Sync + 'static,
+    {
+        let (parts, body) = req.into_parts();
+        let path = parts.uri.path();
+        if self.is_ping(path) {
+            log.operation = "Ping";
+            return if matches!(parts.method, Method::GET | Method::HEAD) {
+                Ok(json_response(
+                    StatusCode::OK,
+                    Bytes::from_static(b"{\"status\":\"ok\"}"),
+                ))
+            } else {
+                Err(Rejection::MethodNotAllowed("GET"))
+            };
+        }
+
+        // 1. Route: the prefix selects the tenant. Unknown paths are answered before
+        //    authentication, since credentials are per prefix.
+        let route = Route::parse(path).map_err(|e| Rejection::Xks(e.into()))?;
+        log.operation = route.operation().kind().as_str();
+        let tenant = self.tenants.get(route.prefix()).ok_or_else(|| {
+            Rejection::Xks(XksError::with_message(
+                ErrorName::InvalidUriPathException,
+                "no external key store is configured at this URI path prefix",
+            ))
+        })?;
+        log.tenant = Some(tenant.name.clone());
+        if let Some(key) = route.operation().key_id() {
+            log.key_id = Some(key.as_str().to_owned());
+        }
+        if parts.method != Method::POST {
+            return Err(Rejection::MethodNotAllowed("POST"));
+        }
+
+        // 2. Refuse what cannot be a legitimate request before reading the body:
+        //    a declared size over the limit, or headers that cannot authenticate.
+        if declared_length(&parts.headers).is_some_and(|len| len > self.max_body) {
+            return Err(self.body_too_large());
+        }
+        tenant
+            .verifier
+            .precheck(&parts.headers)
+            .map_err(Rejection::Auth)?;
+
+        // 3. Read the body, never more than the limit.
+        let body = Limited::new(body, self.max_body)
+            .collect()
+            .await
+            .map_err(|e| {
+                if e.is::<http_body_util::LengthLimitError>() {
+                    self.body_too_large()
+                } else {
+                    Rejection::Xks(XksError::with_message(
+                        ErrorName::ValidationException,
+                        "the request body could not be read",
+                    ))
+                }
+            })?
+            .to_bytes();
+
+        // 4. SigV4 over the exact bytes received.
+        let identity = tenant
+            .verifier
+            .verify(&SignedRequest::from_parts(&parts, &body))
+            .map_err(Rejection::Auth)?;
+        log.access_key_id = Some(identity.access_key_id().as_str().to_owned());
+
+        // 5. Parse, check the key, call the key manager.
+        let limits = &self.limits;
+        let body = match route.operation() {
+            Operation::Health => {
+                let req = HealthRequest::from_json(&body, limits)?;
+                log.metadata(&req.request_metadata);
+                serde_json::to_vec(&self.health.response()?)
+            }
+            Operation::Metadata(key) => {
+                let req = MetadataRequest::from_json(&body, limits)?;
+                log.metadata(&req.request_metadata);
+                tenant.check_key(key)?;
+                let md = self.call(self.km.key_metadata(key)).await?;
+                serde_json::to_vec(&md)
+            }
+            Operation::Encrypt(key) => {
+                let req = EncryptRequest::from_json(&body, limits)?;
+                log.metadata(&req.request_metadata);
+                tenant.check_key(key)?;
+                let aad = req
+                    .additional_authenticated_data
+                    .as_deref()
+                    .unwrap_or_default();
+                let out = self
+                    .call(encrypt_for_xks(
+                        &*self.km,
+                        key,
+                        req.plaintext.as_bytes(),
+                        aad,
+                        req.ciphertext_data_integrity_value_algorithm.is_some(),
+                    ))
+                    .await?;
+                serde_json::to_vec(&EncryptResponse {
+                    ciphertext: out.sealed.ciphertext,
+                    ciphertext_metadata: Some(out.metadata.to_vec()),
+                    initialization_vector: out.sealed.iv,
+                    authentication_tag: out.sealed.tag,
+                    ciphertext_data_integrity_value: out.cdiv,
+                })
+            }
+            Operation::Decrypt(key) => {
+                let req = DecryptRequest::from_json(&body, limits)?;
+                log.metadata(&req.request_metadata);
+                tenant.check_key(key)?;
+                let plaintext = self
+                    .call(decrypt_for_xks(
+                        &*self.km,
+                        key,
+                        req.ciphertext_metadata.as_deref().unwrap_or_default(),
+                        &req.initialization_vector,
+                        &req.ciphertext,
+                        &req.authentication_tag,
+                        req.additional_authenticated_data
+                            .as_deref()
+                            .unwrap_or_default(),
+                    ))
+                    .await?;
+                serde_json::to_vec(&DecryptResponse { plaintext })
+            }
+        }
+        .map_err(|_| {
+            Rejection::Xks(XksError::with_message(
+                ErrorName::InternalException,
+                "response encoding failed",
+            ))
+        })?;
+        Ok(json_response(StatusCode::OK, Bytes::from(body)))
+    }
+
+    /// Runs a key manager call under the deadline.
+    async fn call<T>(
+        &self,
+        fut: impl Future<Output = Result<T, KeyManagerError>>,
+    ) -> Result<T, Rejection> {
+        match tokio::time::timeout(self.backend_timeout, fut).await {
+            Ok(result) => result.map_err(Rejection::Backend),
+            Err(_) => Err(Rejection::Deadline(self.backend_timeout)),
+        }
+    }
+
+    fn body_too_large(&self) -> Rejection {
+        Rejection::Xks(XksError::with_message(
+            ErrorName::UnsupportedOperationException,
+            format!(
+                "request body larger than this proxy's limit of {} bytes",
+                self.max_body
+            ),
+        ))
+    }
+}
+
+fn declared_length(headers: &http::HeaderMap) -> Option<usize> {
+    headers.get(CONTENT_LENGTH)?.to_str().ok()?.parse().ok()
+}
+
+/// A response with a JSON body.
+pub(crate) fn json_response(status: StatusCode, body: Bytes) -> Response<Full<Bytes>> {
+    let mut response = Response::new(Full::new(body));
+    *response.status_mut() = status;
+    response
+        .headers_mut()
+        .insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    response
+}
+
+/// Adds `Allow` to a 405 response.
+pub(crate) fn with_allow(
+    mut response: Response<Full<Bytes>>,
+    allow: &'static str,
+) -> Response<Full<Bytes>> {
+    response
+        .headers_mut()
+        .insert(ALLOW, HeaderValue::from_static(allow));
+    response
+}
+
+// === impl Tenant ===
+
+impl Tenant {
+    /// A tenant named `name` (for logs).
+    pub fn new(name: String, verifier: Verifier, keys: KeyAccess) -> Self {
+        Self {
+            name,
+            verifier,
+            keys,
+        }
+    }
+
+    /// The tenant's SigV4 verifier (to rotate its credentials at runtime).
+    pub fn verifier(&self) -> &Verifier {
+        &self.verifier
+    }
+
+    /// A key outside the tenant's list does not exist, as far as the tenant knows.
+    fn check_key(&self, key: &KeyId) -> Result<(), Rejection> {
+        match &self.keys {
+            KeyAccess::All => Ok(()),
+            KeyAccess::Only(keys) if keys.contains(key) => Ok(()),
+            KeyAccess::Only(_) => Err(Rejection::Xks(XksError::with_message(
+                ErrorName::KeyNotFoundException,
+                "the external key is not configured for this key store",
+            ))),
+        }
+    }
+}
+
+// === impl RequestLog ===
+
+impl RequestLog {
+    fn metadata(&mut self, md: &RequestMetadata) {
+        self.kms_request_id = Some(md.kms_request_id.clone());
+        self.kms_operation = Some(md.kms_operation.clone());
+        self.principal = md.aws_principal_arn.clone();
+    }
+
+    fn emit(&self, response: &Response<Full<Bytes>>, latency: Duration, peer: Option<SocketAddr>) {
+        let status = response.status().as_u16();
+        let error_name = response
+            .extensions()
+            .get::<ErrorName>()
+            .map_or("-", |n| n.as_str());
+        let outcome = if response.status().is_success() {
+            "ok"
+        } else {
+            "error"
+        };
+        tracing::info!(
+            target: "xks::request",
+            kms_request_id = self.kms_request_id.as_deref().unwrap_or("-"),
+            operation = if self.operation.is_empty() { "-" } else { self.operation },
+            kms_operation = self.kms_operation.as_deref().unwrap_or("-"),
+            tenant = self.tenant.as_deref().unwrap_or("-"),
+            key_id = self.key_id.as_deref().unwrap_or("-"),
+            principal = self.principal.as_deref().unwrap_or("-"),
+            access_key_id = self.access_key_id.as_deref().unwrap_or("-"),
+            peer = %DisplayPeer(peer),
+            outcome,
+            status,
+            error_name,
+            latency_us = u64::try_from(latency.as_micros()).unwrap_or(u64::MAX),
+            detail = self.detail.as_deref().unwrap_or("-"),
+            "request"
+        );
+    }
+}
+
+struct DisplayPeer(Option<SocketAddr>);
+
+impl fmt::Display for DisplayPeer {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.0 {
+            Some(addr) => write!(f, "{addr}"),
+            None => f.write_str("-"),
+        }
+    }
+}
