@@ -540,8 +540,9 @@ fn check_prefix(prefix: &str) -> Result<(), String> {
             "prefix + {API_SUFFIX} must be at most {MAX_URI_PATH} characters (KMS's XksProxyUriPath limit)"
         ));
     }
-    if xks_protocol::Route::parse(&format!("{prefix}{API_SUFFIX}/health")).is_err() {
-        return Err("the prefix makes XKS paths unparseable (does it contain /kms/xks/?)".into());
+    let health = format!("{prefix}{API_SUFFIX}/health");
+    if xks_protocol::Route::parse(&health).map(|r| r.prefix() == prefix) != Ok(true) {
+        return Err("the prefix makes XKS paths ambiguous".into());
     }
     Ok(())
 }
