@@ -193,6 +193,13 @@ fn main() {
         endpoint.answer(&path, decrypt_body("YmFk").as_bytes()),
     );
     show(
+        "GetHealthStatus",
+        endpoint.answer(
+            &format!("{prefix}/health"),
+            br#"{"requestMetadata":{"kmsRequestId":"r-3","kmsOperation":"KmsHealthCheck"}}"#,
+        ),
+    );
+    show(
         "A wrong API version",
         endpoint.answer("/toy/kms/xks/v2/health", b"{}"),
     );
