@@ -7,10 +7,12 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
+use std::sync::Arc;
 use tracing_subscriber::EnvFilter;
 use xks_server::config::LogFormat;
 use xks_server::demo::Demo;
-use xks_server::{ProcessEnv, Proxy, Server};
+
+use xks_server::{App, Config, ProcessEnv, Proxy, Server};
 
 /// The AWS KMS External Key Store (XKS) proxy.
 #[derive(Debug, Parser)]
@@ -78,6 +80,33 @@ pub(crate) async fn shutdown_signal() {
     }
 }
 
+/// On every SIGHUP: re-reads the configuration file and applies what can change
+/// without a restart (credentials, the key manager's keys).
+pub(crate) async fn reload_on_sighup(path: PathBuf, app: Arc<App>) {
+    use tokio::signal::unix::{SignalKind, signal};
+    let Ok(mut hup) = signal(SignalKind::hangup()) else {
+        tracing::warn!("SIGHUP handler unavailable; reload needs a restart");
+        return;
+    };
+    while hup.recv().await.is_some() {
+        let config = match Config::from_file(&path) {
+            Ok(config) => config,
+            Err(e) => {
+                tracing::error!(file = %path.display(), errors = %e, "reload refused: invalid configuration");
+                continue;
+            }
+        };
+        match xks_server::reload(&app, &config, &ProcessEnv).await {
+            Ok(report) => tracing::info!(
+                credentials_replaced = ?report.credentials_replaced,
+                needs_restart = ?report.needs_restart,
+                "configuration reloaded"
+            ),
+            Err(e) => tracing::error!(error = %chain(&e), "reload failed; previous state kept"),
+        }
+    }
+}
+
 /// Writes a line to standard output.
 pub(crate) fn report(line: impl fmt::Display) -> ExitCode {
     let _ = writeln!(std::io::stdout(), "{line}");
@@ -121,7 +150,11 @@ pub(crate) async fn demo(listen: SocketAddr, json: bool) -> ExitCode {
         Ok(server) => server,
         Err(e) => return fail(1, format_args!("cannot listen on {listen}: {e}")),
     };
-    let info = &demo.info;
+    let addr = match server.api_addrs() {
+        Ok(addrs) if !addrs.is_empty() => addrs[0],
+        _ => return fail(1, "the demo listener has no address"),
+    };
+    let info = &demo.info(addr);
     if json {
         match serde_json::to_string_pretty(info) {
             Ok(text) => report(text),

@@ -11,6 +11,7 @@ mod cli;
 mod soft;
 
 use std::process::ExitCode;
+use std::sync::Arc;
 
 use clap::Parser as _;
 use xks_server::config::LogFormat;
@@ -42,7 +43,7 @@ fn main() -> ExitCode {
             cli::init_logging(cfg.logging.format);
             runtime.block_on(async {
                 match Proxy::build(&cfg, &ProcessEnv).await {
-                    Ok(proxy) => serve(&cfg, proxy).await,
+                    Ok(proxy) => serve(&config, &cfg, proxy).await,
                     Err(e) => cli::fail(EX_USAGE, format_args!("{}", cli::chain(&e))),
                 }
             })
@@ -68,9 +69,14 @@ fn load(path: &std::path::Path) -> Result<Config, ExitCode> {
     })
 }
 
-/// Binds, serves until SIGTERM or SIGINT, and drains.
-async fn serve(config: &Config, proxy: Proxy) -> ExitCode {
+/// Binds, serves until SIGTERM or SIGINT, and drains. SIGHUP re-reads the
+/// credentials and the key manager's keys.
+async fn serve(path: &std::path::Path, config: &Config, proxy: Proxy) -> ExitCode {
     let monitor = proxy.app.health().spawn();
+    let reloader = tokio::spawn(cli::reload_on_sighup(
+        path.to_owned(),
+        Arc::clone(&proxy.app),
+    ));
     let server = match Server::bind(&config.server, proxy.tls, proxy.app).await {
         Ok(server) => server,
         Err(e) => return cli::fail(1, format_args!("cannot bind the listeners: {e}")),
@@ -81,5 +87,6 @@ async fn serve(config: &Config, proxy: Proxy) -> ExitCode {
     }
     server.run(cli::shutdown_signal()).await;
     monitor.abort();
+    reloader.abort();
     ExitCode::SUCCESS
 }

@@ -97,6 +97,16 @@ pub trait KeyManager: Send + Sync + fmt::Debug + 'static {
     ///
     /// The proxy runs this in the background and caches the answer (at most 60 s).
     async fn health(&self) -> Vec<NodeHealth>;
+
+    /// Re-reads the key manager's keys or settings after an operator change (the
+    /// proxy calls it on `SIGHUP`). In-flight and later calls must keep working
+    /// throughout; on failure the previous state stays in use.
+    ///
+    /// It may block (file I/O): the proxy calls it from a blocking thread, never
+    /// from the request path. The default has nothing to reload.
+    async fn reload(&self) -> Result<(), KeyManagerError> {
+        Ok(())
+    }
 }
 
 /// The output of an encryption: everything the proxy returns to KMS.

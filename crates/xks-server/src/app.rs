@@ -96,6 +96,16 @@ impl App {
         &self.km
     }
 
+    /// The tenant at `prefix`.
+    pub fn tenant(&self, prefix: &str) -> Option<&Tenant> {
+        self.tenants.get(prefix)
+    }
+
+    /// The configured path prefixes.
+    pub fn prefixes(&self) -> impl Iterator<Item = &str> {
+        self.tenants.keys().map(String::as_str)
+    }
+
     /// Whether `path` is the unauthenticated load-balancer check.
     pub fn is_ping(&self, path: &str) -> bool {
         path == self.ping_path
@@ -171,10 +181,12 @@ impl App {
         if declared_length(&parts.headers).is_some_and(|len| len > self.max_body) {
             return Err(self.body_too_large());
         }
-        tenant
-            .verifier
-            .precheck(&parts.headers)
-            .map_err(Rejection::Auth)?;
+        if let Err(e) = tenant.verifier.precheck(&parts.headers) {
+            // Read what a legitimate client could send (discarding it, never
+            // buffering) so the client sees the 401 rather than a reset connection.
+            drain(body, self.max_body).await;
+            return Err(Rejection::Auth(e));
+        }
 
         // 3. Read the body, never more than the limit.
         let body = Limited::new(body, self.max_body)
@@ -288,6 +300,29 @@ impl App {
             ),
         ))
     }
+}
+
+/// How long an unauthenticated body may take to arrive before it is abandoned.
+const DRAIN_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// Reads and discards up to `limit` bytes of `body`, for at most [`DRAIN_TIMEOUT`].
+async fn drain<B>(body: B, limit: usize)
+where
+    B: hyper::body::Body<Data = Bytes> + Send,
+{
+    let discard = async {
+        let mut body = std::pin::pin!(body);
+        let mut seen = 0usize;
+        while seen <= limit {
+            match body.frame().await {
+                Some(Ok(frame)) => {
+                    seen = seen.saturating_add(frame.data_ref().map_or(0, Bytes::len));
+                }
+                _ => return,
+            }
+        }
+    };
+    let _ = tokio::time::timeout(DRAIN_TIMEOUT, discard).await;
 }
 
 fn declared_length(headers: &http::HeaderMap) -> Option<usize> {

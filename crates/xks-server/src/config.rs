@@ -222,7 +222,7 @@ pub struct ConfigProblem {
 
 /// A source of environment variables, injected so tests need not mutate the
 /// process environment.
-pub trait Env {
+pub trait Env: Sync {
     /// The value of `name`, if set and valid UTF-8.
     fn var(&self, name: &str) -> Option<String>;
 }

@@ -29,8 +29,9 @@ pub struct Demo {
     pub config: Config,
     /// The in-memory key manager.
     pub key_manager: Arc<dyn KeyManager>,
-    /// What to print.
-    pub info: DemoInfo,
+    access_key_id: String,
+    secret: String,
+    ca_path: PathBuf,
     dir: tempfile::TempDir,
 }
 
@@ -194,15 +195,30 @@ path = "unused-in-demo.xks"
             .map_err(DemoError::Keys)?
             .with_vendor("xks-toolkit demo (ephemeral software keys)");
 
-        let endpoint = format!("https://localhost:{}", listen.port());
+        Ok(Self {
+            config,
+            key_manager: Arc::new(km),
+            access_key_id,
+            secret,
+            ca_path,
+            dir,
+        })
+    }
+
+    /// What to tell the user, once the listener is bound to `addr` (whose port may
+    /// differ from the configured one when that was 0).
+    pub fn info(&self, addr: SocketAddr) -> DemoInfo {
+        let endpoint = format!("https://localhost:{}", addr.port());
         let uri_path = format!("{DEMO_PREFIX}/kms/xks/v1");
         let curl = |path: &str, body: &str| {
             format!(
-                "curl -s --cacert {ca} --aws-sigv4 \"aws:amz:{DEMO_REGION}:kms-xks-proxy\" --user \"{access_key_id}:{secret}\" -H \"Content-Type: application/json\" -d '{body}' {endpoint}{uri_path}{path}",
-                ca = ca_path.display(),
+                "curl -s --cacert {ca} --aws-sigv4 \"aws:amz:{DEMO_REGION}:kms-xks-proxy\" --user \"{akid}:{secret}\" -H \"Content-Type: application/json\" -d '{body}' {endpoint}{uri_path}{path}",
+                ca = self.ca_path.display(),
+                akid = self.access_key_id,
+                secret = self.secret,
             )
         };
-        let info = DemoInfo {
+        DemoInfo {
             curl_health: curl(
                 "/health",
                 r#"{"requestMetadata":{"kmsRequestId":"demo-1","kmsOperation":"KmsHealthCheck"}}"#,
@@ -214,10 +230,10 @@ path = "unused-in-demo.xks"
             endpoint,
             path_prefix: DEMO_PREFIX.to_owned(),
             uri_path,
-            access_key_id,
-            secret_access_key: secret,
+            access_key_id: self.access_key_id.clone(),
+            secret_access_key: self.secret.clone(),
             region: DEMO_REGION.to_owned(),
-            ca_certificate: ca_path,
+            ca_certificate: self.ca_path.clone(),
             keys: KEYS
                 .iter()
                 .map(|(id, _, _, usage, status)| DemoKey {
@@ -226,13 +242,7 @@ path = "unused-in-demo.xks"
                     status,
                 })
                 .collect(),
-        };
-        Ok(Self {
-            config,
-            key_manager: Arc::new(km),
-            info,
-            dir,
-        })
+        }
     }
 
     /// The directory holding the demo's certificates; removed when the demo is dropped.
@@ -245,7 +255,7 @@ impl fmt::Debug for Demo {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Demo")
             .field("dir", &self.dir.path())
-            .field("info", &self.info)
+            .field("access_key_id", &self.access_key_id)
             .finish_non_exhaustive()
     }
 }

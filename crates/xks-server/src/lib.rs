@@ -113,7 +113,61 @@ impl Proxy {
     }
 }
 
-fn tenant(i: usize, t: &TenantConfig, env: &dyn Env) -> Result<Tenant, BuildError> {
+/// What a reload changed, and what it could not change without a restart.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ReloadReport {
+    /// Tenants whose credentials were replaced.
+    pub credentials_replaced: Vec<String>,
+    /// Changes seen in the file that need a restart to take effect.
+    pub needs_restart: Vec<String>,
+}
+
+/// Applies a changed configuration to a running proxy without dropping
+/// connections: every tenant's SigV4 credentials are replaced (rotation, fact
+/// sheet §8.4), then the key manager reloads its keys from a blocking thread.
+/// Tenants added or removed are reported as needing a restart, and so are other
+/// sections (listeners, TLS, limits), which this does not compare. Nothing
+/// changes unless every credential in the file is valid.
+pub async fn reload(app: &App, config: &Config, env: &dyn Env) -> Result<ReloadReport, BuildError> {
+    config.validate_service(env).map_err(BuildError::Config)?;
+    let mut stores = Vec::with_capacity(config.tenants.len());
+    for (i, t) in config.tenants.iter().enumerate() {
+        stores.push((t, credential_store(i, t, env)?));
+    }
+    let mut report = ReloadReport::default();
+    for (t, store) in stores {
+        match app.tenant(&t.path_prefix) {
+            Some(tenant) => {
+                tenant.verifier().replace_credentials(store);
+                report.credentials_replaced.push(t.name.clone());
+            }
+            None => report.needs_restart.push(format!(
+                "new tenant {:?} at prefix {:?}",
+                t.name, t.path_prefix
+            )),
+        }
+    }
+    for prefix in app.prefixes() {
+        if !config.tenants.iter().any(|t| t.path_prefix == prefix) {
+            report
+                .needs_restart
+                .push(format!("tenant at prefix {prefix:?} removed"));
+        }
+    }
+    let km = Arc::clone(app.key_manager());
+    let handle = tokio::runtime::Handle::current();
+    tokio::task::spawn_blocking(move || handle.block_on(km.reload()))
+        .await
+        .map_err(|e| BuildError::Backend(Box::new(e)))?
+        .map_err(|e| BuildError::Backend(Box::new(e)))?;
+    Ok(report)
+}
+
+fn credential_store(
+    i: usize,
+    t: &TenantConfig,
+    env: &dyn Env,
+) -> Result<CredentialStore, BuildError> {
     let at = |j: usize| format!("tenant[{i}].credential[{j}]");
     let mut credentials = Vec::with_capacity(t.credentials.len());
     for (j, c) in t.credentials.iter().enumerate() {
@@ -122,9 +176,13 @@ fn tenant(i: usize, t: &TenantConfig, env: &dyn Env) -> Result<Tenant, BuildErro
                 .map_err(|m| BuildError::Config(ConfigErrors::single(at(j), m)))?,
         );
     }
-    let store = CredentialStore::new(credentials).map_err(|e| {
+    CredentialStore::new(credentials).map_err(|e| {
         BuildError::Config(ConfigErrors::single(format!("tenant[{i}]"), e.to_string()))
-    })?;
+    })
+}
+
+fn tenant(i: usize, t: &TenantConfig, env: &dyn Env) -> Result<Tenant, BuildError> {
+    let store = credential_store(i, t, env)?;
     let regions = match &t.regions {
         None => RegionPolicy::Any,
         Some(list) => RegionPolicy::allow_list(list.iter().cloned()),

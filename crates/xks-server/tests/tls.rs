@@ -1,6 +1,10 @@
 //! Real sockets on loopback: TLS 1.2 and 1.3 with the spec's suites, HTTP/2 through
 //! ALPN and the HTTP/1.1 fallback, keep-alive, mutual TLS with a pinned CA and
 //! subject, and graceful shutdown with a request in flight.
+#![expect(
+    clippy::unwrap_used,
+    reason = "test fixtures: a failed unwrap is a failed test"
+)]
 
 use std::net::SocketAddr;
 use std::sync::Arc;

@@ -280,6 +280,17 @@ impl KeyManager for SoftKeyManager {
             status,
         }]
     }
+
+    /// Re-reads the key store file ([`SoftKeyManager::reload`]); blocks on file I/O.
+    async fn reload(&self) -> Result<(), KeyManagerError> {
+        Self::reload(self).map_err(|e| {
+            KeyManagerError::new(
+                ErrorKind::Unavailable,
+                "the key store could not be reloaded; the previous keys stay in use",
+            )
+            .with_source(e)
+        })
+    }
 }
 
 impl fmt::Debug for SoftKeyManager {
