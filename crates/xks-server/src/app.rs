@@ -14,7 +14,7 @@ use http_body_util::{BodyExt, Full, Limited};
 use xks_keymanager::{KeyManager, KeyManagerError, decrypt_for_xks, encrypt_for_xks};
 use xks_protocol::{
     DecryptRequest, DecryptResponse, EncryptRequest, EncryptResponse, ErrorName, HealthRequest,
-    KeyId, Limits, MetadataRequest, Operation, RequestMetadata, Route, XksError,
+    KeyId, Limits, MetadataRequest, Operation, OperationKind, RequestMetadata, Route, XksError,
 };
 use xks_sigv4::{SignedRequest, Verifier};
 
@@ -54,6 +54,7 @@ pub enum KeyAccess {
 #[derive(Default)]
 struct RequestLog {
     operation: &'static str,
+    kind: Option<OperationKind>,
     tenant: Option<String>,
     key_id: Option<String>,
     kms_request_id: Option<String>,
@@ -128,7 +129,7 @@ impl App {
             Ok(response) => response,
             Err(rejection) => {
                 log.detail = Some(rejection.detail());
-                rejection.into_response()
+                rejection.into_response(log.kind)
             }
         };
         log.emit(&response, started.elapsed(), peer);
@@ -154,7 +155,7 @@ impl App {
                     Bytes::from_static(b"{\"status\":\"ok\"}"),
                 ))
             } else {
-                Err(Rejection::MethodNotAllowed("GET"))
+                Err(Rejection::MethodNotAllowed("GET, HEAD"))
             };
         }
 
@@ -162,6 +163,7 @@ impl App {
         //    authentication, since credentials are per prefix.
         let route = Route::parse(path).map_err(|e| Rejection::Xks(e.into()))?;
         log.operation = route.operation().kind().as_str();
+        log.kind = Some(route.operation().kind());
         let tenant = self.tenants.get(route.prefix()).ok_or_else(|| {
             Rejection::Xks(XksError::with_message(
                 ErrorName::InvalidUriPathException,
@@ -177,15 +179,15 @@ impl App {
         }
 
         // 2. Refuse what cannot be a legitimate request before reading the body:
-        //    a declared size over the limit, or headers that cannot authenticate.
-        if declared_length(&parts.headers).is_some_and(|len| len > self.max_body) {
-            return Err(self.body_too_large());
-        }
+        //    headers that cannot authenticate, then a declared size over the limit.
         if let Err(e) = tenant.verifier.precheck(&parts.headers) {
             // Read what a legitimate client could send (discarding it, never
             // buffering) so the client sees the 401 rather than a reset connection.
             drain(body, self.max_body).await;
             return Err(Rejection::Auth(e));
+        }
+        if declared_length(&parts.headers).is_some_and(|len| len > self.max_body) {
+            return Err(self.body_too_large());
         }
 
         // 3. Read the body, never more than the limit.
@@ -215,19 +217,19 @@ impl App {
         let limits = &self.limits;
         let body = match route.operation() {
             Operation::Health => {
-                let req = HealthRequest::from_json(&body, limits)?;
+                let req = parsed(HealthRequest::from_json(&body, limits), &body, log)?;
                 log.metadata(&req.request_metadata);
                 serde_json::to_vec(&self.health.response()?)
             }
             Operation::Metadata(key) => {
-                let req = MetadataRequest::from_json(&body, limits)?;
+                let req = parsed(MetadataRequest::from_json(&body, limits), &body, log)?;
                 log.metadata(&req.request_metadata);
                 tenant.check_key(key)?;
                 let md = self.call(self.km.key_metadata(key)).await?;
                 serde_json::to_vec(&md)
             }
             Operation::Encrypt(key) => {
-                let req = EncryptRequest::from_json(&body, limits)?;
+                let req = parsed(EncryptRequest::from_json(&body, limits), &body, log)?;
                 log.metadata(&req.request_metadata);
                 tenant.check_key(key)?;
                 let aad = req
@@ -252,7 +254,7 @@ impl App {
                 })
             }
             Operation::Decrypt(key) => {
-                let req = DecryptRequest::from_json(&body, limits)?;
+                let req = parsed(DecryptRequest::from_json(&body, limits), &body, log)?;
                 log.metadata(&req.request_metadata);
                 tenant.check_key(key)?;
                 let plaintext = self
@@ -300,6 +302,19 @@ impl App {
             ),
         ))
     }
+}
+
+/// The parsed request, or the rejection; on failure the log still gets whatever
+/// `requestMetadata` fields can be read, so the line can be matched to CloudTrail.
+fn parsed<T>(
+    result: Result<T, XksError>,
+    body: &[u8],
+    log: &mut RequestLog,
+) -> Result<T, Rejection> {
+    result.map_err(|e| {
+        log.loose_metadata(body);
+        Rejection::Xks(e)
+    })
 }
 
 /// How long an unauthenticated body may take to arrive before it is abandoned.
@@ -383,6 +398,29 @@ impl Tenant {
 // === impl RequestLog ===
 
 impl RequestLog {
+    /// Reads the identifying `requestMetadata` fields of a body that failed
+    /// validation, as far as it is JSON at all. Values are cut to 256 characters.
+    fn loose_metadata(&mut self, body: &[u8]) {
+        #[derive(serde::Deserialize)]
+        struct Loose {
+            #[serde(rename = "requestMetadata")]
+            metadata: Option<LooseMetadata>,
+        }
+        #[derive(serde::Deserialize)]
+        #[serde(rename_all = "camelCase")]
+        struct LooseMetadata {
+            kms_request_id: Option<String>,
+            kms_operation: Option<String>,
+            aws_principal_arn: Option<String>,
+        }
+        let cut = |v: Option<String>| v.map(|v| v.chars().take(256).collect::<String>());
+        if let Ok(Loose { metadata: Some(md) }) = serde_json::from_slice(body) {
+            self.kms_request_id = cut(md.kms_request_id);
+            self.kms_operation = cut(md.kms_operation);
+            self.principal = cut(md.aws_principal_arn);
+        }
+    }
+
     fn metadata(&mut self, md: &RequestMetadata) {
         self.kms_request_id = Some(md.kms_request_id.clone());
         self.kms_operation = Some(md.kms_operation.clone());

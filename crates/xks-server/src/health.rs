@@ -1,7 +1,9 @@
 //! The deep health check: run in the background, cached, never served stale.
 
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
+
+use tokio::time::Instant;
 
 use arc_swap::ArcSwapOption;
 use tokio::task::JoinHandle;

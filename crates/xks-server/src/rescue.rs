@@ -8,8 +8,8 @@ use std::time::Duration;
 use bytes::Bytes;
 use http::{Response, StatusCode};
 use http_body_util::Full;
-use xks_keymanager::KeyManagerError;
-use xks_protocol::{ErrorName, XksError};
+use xks_keymanager::{ErrorKind, KeyManagerError};
+use xks_protocol::{ErrorName, OperationKind, XksError};
 use xks_sigv4::VerifyError;
 
 use crate::app::{json_response, with_allow};
@@ -77,11 +77,23 @@ impl Rejection {
         }
     }
 
-    /// The HTTP response. The XKS error name also rides in the response's
-    /// extensions, for the request log.
-    pub(crate) fn into_response(self) -> Response<Full<Bytes>> {
-        let message = self.client_message();
-        let Some(name) = self.error_name() else {
+    /// The HTTP response for a request to `operation` (when routing got that far).
+    /// The XKS error name also rides in the response's extensions, for the request
+    /// log.
+    ///
+    /// A key manager error whose name the spec's error table does not allow for the
+    /// operation (say, a usage error from GetKeyMetadata) is answered as
+    /// `InternalException`: KMS must never see a name it does not expect.
+    pub(crate) fn into_response(self, operation: Option<OperationKind>) -> Response<Full<Bytes>> {
+        let mut message = self.client_message();
+        let mut name = self.error_name();
+        if let (Self::Backend(_), Some(n), Some(op)) = (&self, name, operation)
+            && !n.allowed_for(op)
+        {
+            name = Some(ErrorName::InternalException);
+            message = ErrorKind::Internal.client_message().to_owned();
+        }
+        let Some(name) = name else {
             let body = serde_json::json!({ "errorMessage": message }).to_string();
             let allow = match self {
                 Self::MethodNotAllowed(allow) => allow,
