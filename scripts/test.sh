@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The whole test suite, exactly as CI runs it (.ci/run calls this script).
 #
-# It installs what the suite needs when it is missing (cargo-deny, cargo-fuzz),
+# It installs what the suite needs when it is missing (cargo-deny, cargo-fuzz,
+# SoftHSM2),
 # then runs, in order: formatting, clippy, the tests, the docs, the fuzz targets
 # (build plus a short smoke run of each), and cargo-deny.
 #
@@ -53,6 +54,11 @@ rustup run nightly rustc --version >/dev/null 2>&1 ||
 
 need_cargo_tool cargo-deny cargo-deny "$CARGO_DENY_VERSION"
 need_cargo_tool cargo-fuzz cargo-fuzz "$CARGO_FUZZ_VERSION"
+
+stage "SoftHSM2 (PKCS#11 tests)"
+./scripts/ensure-softhsm.sh
+command -v curl >/dev/null 2>&1 ||
+    die "curl is needed by the demo's end-to-end test: apt-get install -y curl"
 
 # --- the workspace ---------------------------------------------------------
 

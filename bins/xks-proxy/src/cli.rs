@@ -49,6 +49,9 @@ pub(crate) enum Command {
     /// Manage a software key store (secret from XKS_SOFT_PASSPHRASE or XKS_SOFT_KEY_FILE).
     #[command(subcommand)]
     Soft(crate::soft::SoftCommand),
+    /// Manage AES keys on a PKCS#11 token (module and PIN from the configuration file).
+    #[command(subcommand)]
+    Pkcs11(crate::pkcs11::Pkcs11Command),
 }
 
 /// Installs the log subscriber: `RUST_LOG` filter (default `info`), text or JSON.

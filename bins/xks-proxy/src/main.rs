@@ -5,9 +5,11 @@
 //! xks-proxy serve --config proxy.toml                 run from a configuration file
 //! xks-proxy check-config --config proxy.toml          explain every configuration error
 //! xks-proxy soft <init|create-key|rotate|disable|enable|list> ...   software key store
+//! xks-proxy pkcs11 <create-key|new-version|describe|disable|enable|list> ...   HSM keys
 //! ```
 
 mod cli;
+mod pkcs11;
 mod soft;
 
 use std::process::ExitCode;
@@ -53,6 +55,7 @@ fn main() -> ExitCode {
             runtime.block_on(cli::demo(listen, json))
         }
         Command::Soft(cmd) => soft::run(cmd),
+        Command::Pkcs11(cmd) => pkcs11::run(cmd),
     }
 }
 

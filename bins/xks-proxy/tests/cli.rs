@@ -4,7 +4,6 @@
 //! drain. Everything listens on 127.0.0.1.
 #![expect(
     clippy::unwrap_used,
-    clippy::expect_used,
     reason = "test code: a failed unwrap is a failed test"
 )]
 

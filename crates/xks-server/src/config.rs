@@ -192,6 +192,8 @@ pub struct CredentialConfig {
 pub enum BackendConfig {
     /// The software key store (`xks-soft`).
     Soft(SoftBackendConfig),
+    /// An HSM over PKCS#11 (`xks-pkcs11`); see that crate for the settings.
+    Pkcs11(Box<xks_pkcs11::Pkcs11Config>),
 }
 
 /// The software key store.
@@ -324,6 +326,7 @@ impl Config {
         }
         match &mut self.backend {
             BackendConfig::Soft(soft) => fix(&mut soft.path),
+            BackendConfig::Pkcs11(_) => {}
         }
     }
 
@@ -334,6 +337,11 @@ impl Config {
         let mut p = Problems::default();
         self.check_service(env, &mut p);
         match &self.backend {
+            BackendConfig::Pkcs11(pkcs11) => {
+                if let Err(e) = pkcs11.validate() {
+                    p.add("backend", e.to_string());
+                }
+            }
             BackendConfig::Soft(soft) => {
                 if !soft.path.is_file() {
                     p.add(

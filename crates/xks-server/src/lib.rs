@@ -210,6 +210,13 @@ async fn open_backend(
     env: &dyn Env,
 ) -> Result<Arc<dyn KeyManager>, BuildError> {
     match backend {
+        BackendConfig::Pkcs11(pkcs11) => {
+            // Opening logs in and checks every slot and key: blocking, but at
+            // startup, before anything is served.
+            let km = xks_pkcs11::Pkcs11KeyManager::open(pkcs11, |name| env.var(name))
+                .map_err(|e| BuildError::Backend(Box::new(e)))?;
+            Ok(Arc::new(km))
+        }
         BackendConfig::Soft(soft) => {
             let unlock = xks_soft::Unlock::from_vars(|name| env.var(name).map(Into::into))
                 .map_err(|e| BuildError::Backend(Box::new(e)))?;

@@ -173,7 +173,7 @@ pub(crate) const FAULT_DETAIL: &str = "injected fault 7c1e: backend-internal det
 /// delay or fail, and whose deep health report it can replace.
 #[derive(Debug)]
 pub(crate) struct ScriptedKm {
-    inner: SoftKeyManager,
+    inner: Arc<dyn KeyManager>,
     script: Mutex<Script>,
 }
 
@@ -210,7 +210,16 @@ impl ScriptedKm {
         ]
         .map(|(id, usage, state)| (KeyId::new(&id).unwrap(), usage, state));
         Self {
-            inner: SoftKeyManager::ephemeral(keys).unwrap(),
+            inner: Arc::new(SoftKeyManager::ephemeral(keys).unwrap()),
+            script: Mutex::default(),
+        }
+    }
+
+    /// Scripts another key manager, which must hold the same keys in the same
+    /// roles (KEY_1, KEY_2, ENCRYPT_ONLY, DECRYPT_ONLY, NO_USAGE, DISABLED).
+    pub(crate) fn wrapping(inner: Arc<dyn KeyManager>) -> Self {
+        Self {
+            inner,
             script: Mutex::default(),
         }
     }
@@ -323,12 +332,20 @@ pub(crate) struct Harness {
 /// Sections added to the harness configuration.
 #[derive(Debug, Default)]
 pub(crate) struct HarnessBuilder {
+    backend: Option<Arc<dyn KeyManager>>,
     limits: Vec<String>,
     health: Vec<String>,
     tenant_a_creds: Option<Vec<Cred>>,
 }
 
 impl HarnessBuilder {
+    /// Serves from this key manager (holding the harness's keys) instead of the
+    /// ephemeral software one.
+    pub(crate) fn backend(mut self, km: Arc<dyn KeyManager>) -> Self {
+        self.backend = Some(km);
+        self
+    }
+
     /// A line for the `[limits]` section, e.g. `max_aad_bytes = 65535`.
     pub(crate) fn limits(mut self, line: &str) -> Self {
         self.limits.push(line.to_owned());
@@ -424,7 +441,10 @@ path = "not-opened-by-in-process-tests.xks"
     /// Builds the proxy, which runs one deep health check.
     pub(crate) async fn build(self) -> Harness {
         let config = Config::from_toml(&self.toml()).unwrap();
-        let km = Arc::new(ScriptedKm::new());
+        let km = Arc::new(match self.backend {
+            Some(inner) => ScriptedKm::wrapping(inner),
+            None => ScriptedKm::new(),
+        });
         let proxy = Proxy::with_key_manager(&config, &Self::env(), Arc::clone(&km) as _)
             .await
             .unwrap();
@@ -1336,4 +1356,135 @@ impl io::Write for LogCapture {
     fn flush(&mut self) -> io::Result<()> {
         Ok(())
     }
+}
+
+// ---------------------------------------------------------------------------
+// One end-to-end pass over a backend
+// ---------------------------------------------------------------------------
+
+/// The request path against a real backend holding the harness's keys: metadata
+/// of every role, round trips with AAD, CDIV and the largest required sizes,
+/// tampering, usage and state errors, unknown keys, and health.
+pub(crate) async fn end_to_end(h: &Harness) {
+    let roles = [
+        (KEY_1, json!(["ENCRYPT", "DECRYPT"]), "ENABLED"),
+        (KEY_2, json!(["ENCRYPT", "DECRYPT"]), "ENABLED"),
+        (ENCRYPT_ONLY, json!(["ENCRYPT"]), "ENABLED"),
+        (DECRYPT_ONLY, json!(["DECRYPT"]), "ENABLED"),
+        (NO_USAGE, json!([]), "ENABLED"),
+        (DISABLED, json!(["ENCRYPT", "DECRYPT"]), "DISABLED"),
+    ];
+    for (key, usage, status) in roles {
+        let r = h.metadata(key).send().await;
+        assert_eq!(r.ok()["keySpec"], "AES_256", "{key}");
+        let mut got: Vec<Value> = r.ok()["keyUsage"].as_array().unwrap().clone();
+        got.retain(|u| u == "ENCRYPT" || u == "DECRYPT");
+        assert_eq!(Value::Array(got), usage, "{key}");
+        assert_eq!(r.ok()["keyStatus"], status, "{key}");
+    }
+    h.metadata(ABSENT)
+        .send()
+        .await
+        .expect_error(ErrorName::KeyNotFoundException);
+
+    let aad = b"project=nile,department=marketing";
+    for (plaintext, aad) in [
+        (pattern(12, 1), None),
+        (pattern(1000, 2), Some(&aad[..])),
+        (pattern(4300, 3), Some(&pattern(8192, 4)[..])),
+    ] {
+        let call = h.encrypt(KEY_1).plaintext(&plaintext).cdiv();
+        let call = match aad {
+            Some(aad) => call.aad(aad),
+            None => call,
+        };
+        let ct = call.send().await.ciphertext();
+        assert_eq!(ct.ciphertext.len(), plaintext.len());
+        assert_eq!(ct.tag.len(), 16);
+        assert!(ct.metadata.as_ref().is_some_and(|m| m.len() <= 20));
+        let expected = xks_protocol::ciphertext_data_integrity_value(
+            aad.unwrap_or_default(),
+            ct.metadata.as_deref().unwrap_or_default(),
+            &ct.iv,
+            &ct.ciphertext,
+            &ct.tag,
+        );
+        assert_eq!(ct.cdiv.as_deref(), Some(&expected[..]));
+        assert_eq!(h.decrypt(KEY_1, &ct).send().await.plaintext(), plaintext);
+
+        // Tampering of each part, and another key, fail authentication.
+        let mut bad = ct.clone();
+        bad.tag[0] ^= 1;
+        h.decrypt(KEY_1, &bad)
+            .send()
+            .await
+            .expect_error(ErrorName::InvalidCiphertextException);
+        let mut bad = ct.clone();
+        bad.iv[0] ^= 1;
+        h.decrypt(KEY_1, &bad)
+            .send()
+            .await
+            .expect_error(ErrorName::InvalidCiphertextException);
+        let mut bad = ct.clone();
+        if let Some(m) = bad.metadata.as_mut() {
+            m[0] ^= 1;
+        }
+        h.decrypt(KEY_1, &bad)
+            .send()
+            .await
+            .expect_error(ErrorName::InvalidCiphertextException);
+        h.decrypt(KEY_2, &ct)
+            .send()
+            .await
+            .expect_error(ErrorName::InvalidCiphertextException);
+        let r = h.decrypt(KEY_1, &ct);
+        let r = if aad.is_some() {
+            r.no_aad()
+        } else {
+            r.aad(b"added")
+        };
+        r.send()
+            .await
+            .expect_error(ErrorName::InvalidCiphertextException);
+    }
+
+    let ct = h.encrypt(KEY_1).send().await.ciphertext();
+    for key in [DECRYPT_ONLY, NO_USAGE] {
+        h.encrypt(key)
+            .send()
+            .await
+            .expect_error(ErrorName::InvalidKeyUsageException);
+    }
+    for key in [ENCRYPT_ONLY, NO_USAGE] {
+        h.decrypt(key, &ct)
+            .send()
+            .await
+            .expect_error(ErrorName::InvalidKeyUsageException);
+    }
+    h.encrypt(ENCRYPT_ONLY).send().await.ciphertext();
+    h.encrypt(ENCRYPT_ONLY)
+        .cdiv()
+        .send()
+        .await
+        .expect_error(ErrorName::InvalidKeyUsageException);
+    h.encrypt(DISABLED)
+        .send()
+        .await
+        .expect_error(ErrorName::InvalidStateException);
+    h.decrypt(DISABLED, &ct)
+        .send()
+        .await
+        .expect_error(ErrorName::InvalidStateException);
+    h.encrypt(ABSENT)
+        .send()
+        .await
+        .expect_error(ErrorName::KeyNotFoundException);
+
+    let health = h.health().send().await;
+    let nodes = health.ok()["ekmFleetDetails"].as_array().unwrap();
+    assert!(!nodes.is_empty());
+    assert!(
+        nodes.iter().all(|n| n["healthStatus"] == "ACTIVE"),
+        "{nodes:?}"
+    );
 }

@@ -1,0 +1,151 @@
+//! AES-256-GCM through PKCS#11 `CKM_AES_GCM`, with the proxy's own checks: a
+//! 96-bit IV and a 128-bit tag, whatever the module accepts, and the vendor's
+//! way of handling the IV ([`IvMode`]).
+
+use cryptoki::mechanism::Mechanism;
+use cryptoki::mechanism::aead::GcmParams;
+use cryptoki::object::ObjectHandle;
+use cryptoki::session::Session;
+use xks_protocol::Plaintext;
+
+use crate::IvMode;
+
+/// The only IV length the proxy produces and accepts.
+pub(crate) const IV_LEN: usize = 12;
+
+/// The only tag length the proxy produces and accepts.
+pub(crate) const TAG_LEN: usize = 16;
+
+/// GCM tag length in bits, as `CK_GCM_PARAMS.ulTagBits` wants it.
+const TAG_BITS: u64 = 128;
+
+/// An encryption's output, split into its parts.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) struct GcmOutput {
+    pub(crate) iv: [u8; IV_LEN],
+    pub(crate) ciphertext: Vec<u8>,
+    pub(crate) tag: [u8; TAG_LEN],
+}
+
+/// What went wrong in a GCM call.
+#[derive(Debug)]
+pub(crate) enum GcmError {
+    /// The module failed the call.
+    Call(cryptoki::error::Error),
+    /// The module answered something this IV mode does not allow.
+    Layout(&'static str),
+}
+
+impl From<cryptoki::error::Error> for GcmError {
+    fn from(e: cryptoki::error::Error) -> Self {
+        Self::Call(e)
+    }
+}
+
+/// Encrypts `plaintext` under `key` with `gcm_aad` as additional data.
+pub(crate) fn encrypt(
+    session: &Session,
+    key: ObjectHandle,
+    mode: IvMode,
+    plaintext: &[u8],
+    gcm_aad: &[u8],
+) -> Result<GcmOutput, GcmError> {
+    let mut iv = [0u8; IV_LEN];
+    if mode == IvMode::Caller {
+        session.generate_random_slice(&mut iv)?;
+    }
+    let output = {
+        let mut no_iv: [u8; 0] = [];
+        let iv_param: &mut [u8] = match mode {
+            IvMode::HsmAppends => &mut no_iv,
+            IvMode::Caller | IvMode::HsmWritesBack => &mut iv,
+        };
+        let params = GcmParams::new(iv_param, gcm_aad, TAG_BITS.into())?;
+        session.encrypt(&Mechanism::AesGcm(params), key, plaintext)?
+    };
+    split_output(mode, iv, output, plaintext.len()).map_err(GcmError::Layout)
+}
+
+/// Decrypts `ciphertext` with `tag` under `key`; the IV and tag lengths must
+/// already have been checked.
+pub(crate) fn decrypt(
+    session: &Session,
+    key: ObjectHandle,
+    iv: &[u8; IV_LEN],
+    ciphertext: &[u8],
+    tag: &[u8; TAG_LEN],
+    gcm_aad: &[u8],
+) -> Result<Plaintext, GcmError> {
+    let mut iv = *iv;
+    let input = join_input(ciphertext, tag);
+    let params = GcmParams::new(&mut iv, gcm_aad, TAG_BITS.into())?;
+    let plaintext = Plaintext::new(session.decrypt(&Mechanism::AesGcm(params), key, &input)?);
+    if plaintext.len() != ciphertext.len() {
+        return Err(GcmError::Layout(
+            "the module returned a plaintext of another length than the ciphertext",
+        ));
+    }
+    Ok(plaintext)
+}
+
+/// The module's `C_Decrypt` input: the ciphertext followed by the tag.
+pub(crate) fn join_input(ciphertext: &[u8], tag: &[u8; TAG_LEN]) -> Vec<u8> {
+    let mut input = Vec::with_capacity(ciphertext.len() + TAG_LEN);
+    input.extend_from_slice(ciphertext);
+    input.extend_from_slice(tag);
+    input
+}
+
+/// Splits the module's `C_Encrypt` output for `mode`:
+///
+/// - `Caller`: `ciphertext ‖ tag`; the IV is the one the proxy passed in.
+/// - `HsmWritesBack`: `ciphertext ‖ tag`; the IV is the one the module wrote
+///   into the zeroed buffer (still zero means it did not, a misconfiguration).
+/// - `HsmAppends`: `ciphertext ‖ tag ‖ iv`.
+///
+/// Any other length means the module did not honour the 128-bit tag or the
+/// 96-bit IV, and the output is refused.
+pub(crate) fn split_output(
+    mode: IvMode,
+    iv: [u8; IV_LEN],
+    mut output: Vec<u8>,
+    plaintext_len: usize,
+) -> Result<GcmOutput, &'static str> {
+    let expected = match mode {
+        IvMode::Caller | IvMode::HsmWritesBack => plaintext_len + TAG_LEN,
+        IvMode::HsmAppends => plaintext_len + TAG_LEN + IV_LEN,
+    };
+    if output.len() != expected {
+        return Err(
+            "the module's GCM output has an unexpected length (tag or IV not as configured)",
+        );
+    }
+    let iv = match mode {
+        IvMode::Caller => iv,
+        IvMode::HsmWritesBack => {
+            if iv == [0; IV_LEN] {
+                return Err(
+                    "the module did not write an IV back; iv_mode hsm_writes_back does not fit this module",
+                );
+            }
+            iv
+        }
+        IvMode::HsmAppends => {
+            let mut appended = [0u8; IV_LEN];
+            appended.copy_from_slice(&output[plaintext_len + TAG_LEN..]);
+            output.truncate(plaintext_len + TAG_LEN);
+            appended
+        }
+    };
+    let mut tag = [0u8; TAG_LEN];
+    tag.copy_from_slice(&output[plaintext_len..]);
+    output.truncate(plaintext_len);
+    Ok(GcmOutput {
+        iv,
+        ciphertext: output,
+        tag,
+    })
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,170 @@
+//! The PKCS#11 key manager of the XKS toolkit: AES-256-GCM on any HSM with a
+//! PKCS#11 module, through [`cryptoki`](https://docs.rs/cryptoki).
+//!
+//! - [`Pkcs11KeyManager`]: the [`KeyManager`](xks_keymanager::KeyManager) over
+//!   one or more tokens, built from a [`Pkcs11Config`] by
+//!   [`Pkcs11KeyManager::open`].
+//! - [`Pkcs11Admin`]: the operator commands behind the proxy's key
+//!   subcommands: create a key or a new version of it, show a key's attributes,
+//!   list keys, disable and enable keys.
+//! - [`Pkcs11Config`]: the `[backend]` section with `type = "pkcs11"`.
+//!
+//! ```no_run
+//! use xks_pkcs11::{Pkcs11Config, Pkcs11KeyManager};
+//!
+//! let config: Pkcs11Config = toml::from_str(r#"
+//!     module = "/usr/lib/softhsm/libsofthsm2.so"
+//!     pin_env = "XKS_PKCS11_PIN"
+//!     [[slots]]
+//!     token_label = "xks"
+//! "#)?;
+//! config.validate()?;
+//! let km = Pkcs11KeyManager::open(&config, |name| std::env::var(name).ok())?;
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+//!
+//! # Keys, versions and state
+//!
+//! An XKS external key id maps to the **label** (`CKA_LABEL`) of an AES-256
+//! secret key on the token: the `label` of its `[[backend.keys]]` entry, or by
+//! default the key id itself (`default_key_mapping = true`). That object is
+//! **version 1**; version `n` ≥ 2 is the object labelled `<label>.v<n>`. New
+//! encryptions use the highest version present, and each ciphertext names its
+//! version in `ciphertextMetadata`, bound into the GCM tag through
+//! [`xks_keymanager::gcm_aad`], so decryption uses the version that encrypted.
+//! [`Pkcs11Admin::create_version`] adds the next version.
+//!
+//! A key is **disabled** (reported `DISABLED`, refused for encrypt and decrypt
+//! with [`ErrorKind::KeyDisabled`](xks_keymanager::ErrorKind::KeyDisabled))
+//! when any of these holds:
+//!
+//! - its `[[backend.keys]]` entry says `disabled = true`;
+//! - a **disabling marker** exists on the token: a data object (`CKO_DATA`)
+//!   labelled `<label>.disabled`. [`Pkcs11Admin::set_disabled`] creates and
+//!   destroys it. A marker rather than an attribute of the key, because keys on
+//!   real HSMs are often not modifiable, and because SoftHSM 2.6 cannot read back
+//!   the `CKA_END_DATE` of a private key once it was set;
+//! - the `CKA_END_DATE` of any version, when set (by vendor tools) and readable,
+//!   is before today (UTC).
+//!
+//! Metadata comes from the newest version's attributes: `CKA_KEY_TYPE` and
+//! `CKA_VALUE_LEN` give the key spec (`AES_256`, or e.g. `AES_128`), and
+//! `CKA_ENCRYPT`, `CKA_DECRYPT`, `CKA_SIGN`, `CKA_VERIFY`, `CKA_WRAP`,
+//! `CKA_UNWRAP` and `CKA_DERIVE` the key usage. A key any of whose versions is
+//! **extractable or not sensitive** is refused (an error on every call, and at
+//! startup for listed keys) unless `allow_extractable_keys = true`: its value
+//! could leave the HSM. The health check key (`canary_label`) is never served.
+//!
+//! # Threading model
+//!
+//! PKCS#11 calls block, so none runs on an async worker thread:
+//!
+//! - Each module is loaded and initialized once per process, with
+//!   `CKF_OS_LOCKING_OK` (without it SoftHSM crashes under threads), and shared.
+//! - Each configured slot has `sessions_per_slot` dedicated **worker threads**,
+//!   each owning one session, fed by a bounded queue of `queue_depth` jobs. A
+//!   call queues its job without waiting and awaits the answer on a oneshot
+//!   channel.
+//! - A **full queue** fails the call at once with
+//!   [`ErrorKind::Throttled`](xks_keymanager::ErrorKind::Throttled) (after
+//!   trying the other slots). A call that gets no answer within
+//!   `call_timeout` (queueing and failover included) fails with
+//!   [`ErrorKind::Timeout`](xks_keymanager::ErrorKind::Timeout); a stuck HSM
+//!   therefore costs callers at most `call_timeout`, then fills the queue, after
+//!   which calls fail immediately. A job whose caller gave up is skipped.
+//! - The application **logs in once**: a new session that finds the token
+//!   public logs in (`CKR_USER_ALREADY_LOGGED_IN` counts as success), and the
+//!   login lasts while any of our sessions is open, which is always. (PKCS#11
+//!   logins belong to the process and token: a token this process is logged in
+//!   to already, through another key manager, does not check the PIN again.)
+//! - **Key handles** and attributes are cached per slot, so a request makes no
+//!   `C_FindObjects`. They are read again after `key_refresh_interval`, after
+//!   [`Pkcs11KeyManager::refresh_keys`], when a decryption names an unknown
+//!   version (at most once a second per key), and on
+//!   `CKR_OBJECT_HANDLE_INVALID` / `CKR_KEY_HANDLE_INVALID`.
+//!
+//! # Recovery
+//!
+//! A worker whose call fails recovers and retries the call once:
+//!
+//! | Return value | Recovery |
+//! |---|---|
+//! | `CKR_SESSION_HANDLE_INVALID`, `CKR_SESSION_CLOSED`, `CKR_DEVICE_REMOVED`, `CKR_DEVICE_ERROR`, `CKR_TOKEN_NOT_PRESENT`, `CKR_TOKEN_NOT_RECOGNIZED`, `CKR_SLOT_ID_INVALID` | forget the session (never close it: its handle number may belong to a new session), find the token's slot again, open a session, log in if needed |
+//! | `CKR_CRYPTOKI_NOT_INITIALIZED` | initialize the module again (once, whichever worker sees it first), then as above; sessions, slots and handles of the old generation are forgotten |
+//! | `CKR_KEY_HANDLE_INVALID`, `CKR_OBJECT_HANDLE_INVALID`, `CKR_USER_NOT_LOGGED_IN` | log in again if the session is public, look the key up again |
+//! | `CKR_OPERATION_ACTIVE` | close the session, open another |
+//!
+//! A failed tag check is **not** a failure of the session: it costs one
+//! `C_DecryptInit` and `C_Decrypt` like a good decryption, and never closes a
+//! session or logs in again.
+//!
+//! # Error mapping
+//!
+//! | Condition | [`ErrorKind`](xks_keymanager::ErrorKind) | XKS error |
+//! |---|---|---|
+//! | `C_Decrypt` returns `CKR_GENERAL_ERROR` (SoftHSM), `CKR_FUNCTION_FAILED` (nShield), `CKR_ENCRYPTED_DATA_INVALID` or `CKR_ENCRYPTED_DATA_LEN_RANGE`; an IV other than 12 bytes; a tag other than 16 bytes; a version the key does not have | `InvalidCiphertext` | `InvalidCiphertextException` |
+//! | `CKR_KEY_FUNCTION_NOT_PERMITTED`, `CKR_KEY_TYPE_INCONSISTENT`; the key's `CKA_ENCRYPT`/`CKA_DECRYPT` forbids the operation; not AES-256; extractable or not sensitive | `KeyUsage` | `InvalidKeyUsageException` |
+//! | key id not mapped, or no object with its label | `KeyNotFound` | `KeyNotFoundException` |
+//! | disabled by configuration or `CKA_END_DATE` | `KeyDisabled` | `InvalidStateException` |
+//! | session, device, token, module, login or PIN failure that the recovery above did not fix | `Unavailable` | `InternalException` (after failing over) |
+//! | every slot's queue full | `Throttled` | `ThrottlingException` |
+//! | no answer within `call_timeout` | `Timeout` | `DependencyTimeoutException` |
+//! | anything else | `Internal` | `InternalException` |
+//!
+//! The failed call's function and return value stay in the error's source chain
+//! ([`Pkcs11CallError`]), for the proxy's logs.
+//!
+//! # AES-GCM and IV modes
+//!
+//! The proxy enforces a 96-bit IV and a 128-bit tag itself (SoftHSM checks
+//! neither) and splits the module's `ciphertext ‖ tag` output. `iv_mode` says
+//! who makes the IV ([`IvMode`]): the proxy from `C_GenerateRandom` (`caller`,
+//! SoftHSM and most modules), the module writing it into a zeroed buffer
+//! (`hsm_writes_back`, CloudHSM and nShield), or the module appending it after
+//! the tag (`hsm_appends`, Luna). Only `caller` is exercised on a real module
+//! by this crate's tests; the other two are tested on their output layouts.
+//!
+//! # Failover and health
+//!
+//! Several slots, of one or several modules, may hold the same keys (an HSM
+//! cluster's replicas). Traffic goes to the first slot, in configuration order,
+//! that has not failed recently. A slot that answers `Unavailable` or times out
+//! is passed over for `failover_backoff` and the call moves to the next one; when
+//! every slot has failed, all are tried anyway.
+//!
+//! [`KeyManager::health`](xks_keymanager::KeyManager::health) reports one node
+//! per slot, `pkcs11:<token label>` (or `pkcs11:serial:<serial>`), with the
+//! token's manufacturer, model, firmware and serial as its model. Each is
+//! checked deeply: an encryption and a decryption with the canary key through
+//! the slot's own queue. `ACTIVE` when that works, `DEGRADED` when the slot's
+//! queue is full but it serves, `UNAVAILABLE` otherwise. A success ends the
+//! slot's backoff.
+//!
+//! # Testing on SoftHSM2
+//!
+//! The tests run on real SoftHSM2 tokens made by `testing::SoftHsm` (feature
+//! `testing`); its documentation says how they find the module and configure it.
+//!
+//! # Crate features
+//!
+//! - `testing`: the `testing` module, the SoftHSM2 test support shared by this crate's
+//!   tests and the proxy's end-to-end tests.
+#![cfg_attr(docsrs, feature(doc_cfg))]
+
+mod admin;
+mod config;
+mod error;
+mod gcm;
+mod keys;
+mod manager;
+mod module;
+mod pool;
+
+#[cfg(feature = "testing")]
+#[cfg_attr(docsrs, doc(cfg(feature = "testing")))]
+pub mod testing;
+
+pub use admin::{KeyObject, Pkcs11Admin, Usage};
+pub use config::{IvMode, KeyConfig, Pkcs11Config, SlotConfig};
+pub use error::{ConfigError, Error, PinError, Pkcs11CallError};
+pub use manager::{Pkcs11KeyManager, SlotStats};

@@ -1,0 +1,1006 @@
+//! One slot's pool: a bounded job queue and the worker threads that own the
+//! slot's sessions, the key cache, and the recovery from lost sessions.
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Condvar, Mutex, PoisonError, RwLock};
+use std::time::{Duration, Instant};
+
+use cryptoki::context::Function;
+use cryptoki::error::RvError;
+use cryptoki::object::ObjectHandle;
+use cryptoki::session::{Session, SessionState, UserType};
+use cryptoki::slot::Slot;
+use cryptoki::types::AuthPin;
+use tokio::sync::oneshot;
+use xks_keymanager::{ErrorKind, KeyManagerError, KeyVersion, Sealed, gcm_aad};
+use xks_protocol::{KeyStatus, MetadataResponse, Plaintext};
+
+use crate::IvMode;
+use crate::config::TokenSelector;
+use crate::error::Pkcs11CallError;
+use crate::gcm::{self, GcmError, GcmOutput, IV_LEN, TAG_LEN};
+use crate::keys::{self, CalendarDate, FindError, KeyAttrs};
+use crate::module::{self, Module};
+
+/// What the health probe encrypts, and the AAD it binds.
+const PROBE_PLAINTEXT: &[u8] = b"xks-pkcs11 health probe";
+const PROBE_AAD: &[u8] = b"xks-health-canary";
+
+/// A decryption naming a version newer than the cached ones re-reads the key
+/// from the token at most this often.
+const UNKNOWN_VERSION_RECHECK: Duration = Duration::from_secs(1);
+
+/// Settings shared by all slots.
+#[derive(Debug)]
+pub(crate) struct Settings {
+    pub(crate) iv_mode: IvMode,
+    pub(crate) allow_extractable: bool,
+    pub(crate) key_refresh: Duration,
+    pub(crate) canary_label: String,
+}
+
+/// A job for a worker thread.
+pub(crate) enum Request {
+    Metadata {
+        label: String,
+    },
+    Encrypt {
+        label: String,
+        plaintext: Plaintext,
+        aad: Vec<u8>,
+    },
+    Decrypt {
+        label: String,
+        version: KeyVersion,
+        iv: [u8; IV_LEN],
+        ciphertext: Vec<u8>,
+        tag: [u8; TAG_LEN],
+        aad: Vec<u8>,
+    },
+    Probe,
+}
+
+/// A worker's answer.
+pub(crate) enum Reply {
+    Metadata(MetadataResponse),
+    Sealed(Sealed),
+    Plaintext(Plaintext),
+    Probed,
+}
+
+pub(crate) type ReplySender = oneshot::Sender<Result<Reply, KeyManagerError>>;
+
+/// A queued job and where its answer goes.
+pub(crate) struct Job {
+    pub(crate) request: Arc<Request>,
+    pub(crate) reply: ReplySender,
+}
+
+/// Why a job could not be queued.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum PushError {
+    Full,
+    Closed,
+}
+
+/// A bounded multi-consumer queue of jobs.
+pub(crate) struct Queue {
+    state: Mutex<QueueState>,
+    ready: Condvar,
+    capacity: usize,
+}
+
+struct QueueState {
+    jobs: VecDeque<Job>,
+    closed: bool,
+}
+
+/// The state of one slot shared by its workers and the key manager.
+pub(crate) struct SlotShared {
+    pub(crate) node_id: String,
+    pub(crate) selector: TokenSelector,
+    pub(crate) module: Arc<Module>,
+    pin: AuthPin,
+    settings: Arc<Settings>,
+    pub(crate) queue: Queue,
+    /// The slot id of the token, found by its label or serial.
+    slot: Mutex<Option<Slot>>,
+    /// `ekmFleetDetails[].model`.
+    model: Mutex<String>,
+    cache: RwLock<KeyCache>,
+    /// While set and in the future, traffic prefers other slots.
+    down_until: Mutex<Option<Instant>>,
+    /// Worker threads still running, and a signal when one exits.
+    running: Mutex<usize>,
+    exited: Condvar,
+    pub(crate) counters: Counters,
+}
+
+/// Counters of one slot, for diagnostics and tests.
+#[derive(Debug, Default)]
+pub(crate) struct Counters {
+    pub(crate) requests: AtomicU64,
+    pub(crate) sessions_opened: AtomicU64,
+    pub(crate) sessions_lost: AtomicU64,
+    pub(crate) logins: AtomicU64,
+    pub(crate) key_lookups: AtomicU64,
+}
+
+/// Key objects found on the token, by label of version 1.
+struct KeyCache {
+    /// The module generation the handles belong to.
+    generation: u64,
+    /// Counts clears: a lookup that started before a clear does not store its
+    /// (possibly stale) handles after it.
+    epoch: u64,
+    keys: HashMap<String, Arc<KeyEntry>>,
+}
+
+/// The versions of one key, as found on the token.
+pub(crate) struct KeyEntry {
+    /// Version `n` is at index `n - 1`.
+    versions: Vec<KeyObject>,
+    /// A disabling marker object exists.
+    marked_disabled: bool,
+    loaded_at: Instant,
+}
+
+#[derive(Clone)]
+struct KeyObject {
+    handle: ObjectHandle,
+    attrs: KeyAttrs,
+}
+
+/// A worker thread's state: its session, opened lazily and re-opened after a loss.
+pub(crate) struct Worker {
+    shared: Arc<SlotShared>,
+    session: Option<(Session, u64)>,
+}
+
+/// Why one attempt at a job failed.
+enum Failure {
+    /// A PKCS#11 call failed; a recovery may help.
+    Call {
+        error: cryptoki::error::Error,
+        label: Option<String>,
+    },
+    /// The answer is final.
+    Final(KeyManagerError),
+}
+
+/// What to do about a failed call before trying again.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Recovery {
+    /// The session (or the device behind it) is gone: open another.
+    Reopen,
+    /// The module was finalized: initialize it and open another session.
+    Reinitialize,
+    /// The object handle is stale, or the login was lost: log in if needed and
+    /// look the key up again.
+    Relookup,
+    /// The session is stuck in another operation: close it and open another.
+    Restart,
+    /// Nothing helps.
+    None,
+}
+
+// === impl Queue ===
+
+impl Queue {
+    pub(crate) fn new(capacity: usize) -> Self {
+        Self {
+            state: Mutex::new(QueueState {
+                jobs: VecDeque::with_capacity(capacity.min(1024)),
+                closed: false,
+            }),
+            ready: Condvar::new(),
+            capacity,
+        }
+    }
+
+    /// Queues `job` without waiting.
+    pub(crate) fn push(&self, job: Job) -> Result<(), PushError> {
+        let mut state = self.state.lock().unwrap_or_else(PoisonError::into_inner);
+        if state.closed {
+            return Err(PushError::Closed);
+        }
+        if state.jobs.len() >= self.capacity {
+            return Err(PushError::Full);
+        }
+        state.jobs.push_back(job);
+        drop(state);
+        self.ready.notify_one();
+        Ok(())
+    }
+
+    /// The next job; `None` once the queue is closed and empty.
+    fn pop(&self) -> Option<Job> {
+        let mut state = self.state.lock().unwrap_or_else(PoisonError::into_inner);
+        loop {
+            if let Some(job) = state.jobs.pop_front() {
+                return Some(job);
+            }
+            if state.closed {
+                return None;
+            }
+            state = self
+                .ready
+                .wait(state)
+                .unwrap_or_else(PoisonError::into_inner);
+        }
+    }
+
+    /// Refuses new jobs; workers finish the queued ones and exit.
+    pub(crate) fn close(&self) {
+        self.state
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .closed = true;
+        self.ready.notify_all();
+    }
+}
+
+// === impl SlotShared ===
+
+impl SlotShared {
+    pub(crate) fn new(
+        node_id: String,
+        selector: TokenSelector,
+        module: Arc<Module>,
+        pin: AuthPin,
+        settings: Arc<Settings>,
+        queue_depth: usize,
+    ) -> Self {
+        let model = format!("PKCS#11 token with {selector} (not reached yet)");
+        Self {
+            node_id,
+            selector,
+            module,
+            pin,
+            settings,
+            queue: Queue::new(queue_depth),
+            slot: Mutex::new(None),
+            model: Mutex::new(model),
+            cache: RwLock::new(KeyCache {
+                generation: 0,
+                epoch: 0,
+                keys: HashMap::new(),
+            }),
+            down_until: Mutex::new(None),
+            running: Mutex::new(0),
+            exited: Condvar::new(),
+            counters: Counters::default(),
+        }
+    }
+
+    /// Waits until every worker thread has exited (after [`Queue::close`]), or
+    /// until `deadline`; workers stuck in the HSM are left behind.
+    pub(crate) fn wait_for_workers(&self, deadline: Instant) {
+        let mut running = self.running.lock().unwrap_or_else(PoisonError::into_inner);
+        while *running > 0 {
+            let Some(left) = deadline.checked_duration_since(Instant::now()) else {
+                return;
+            };
+            running = self
+                .exited
+                .wait_timeout(running, left)
+                .unwrap_or_else(PoisonError::into_inner)
+                .0;
+        }
+    }
+
+    fn worker_exited(&self) {
+        let mut running = self.running.lock().unwrap_or_else(PoisonError::into_inner);
+        *running = running.saturating_sub(1);
+        self.exited.notify_all();
+    }
+
+    /// Starts `count` worker threads.
+    pub(crate) fn spawn_workers(self: &Arc<Self>, count: usize) -> Result<(), std::io::Error> {
+        for n in 0..count {
+            let mut worker = Worker::new(self.clone());
+            *self.running.lock().unwrap_or_else(PoisonError::into_inner) += 1;
+            let spawned = std::thread::Builder::new()
+                .name(format!("xks-pkcs11-{n}"))
+                .spawn(move || {
+                    worker.run();
+                    let shared = worker.shared.clone();
+                    drop(worker);
+                    shared.worker_exited();
+                });
+            if let Err(e) = spawned {
+                self.worker_exited();
+                return Err(e);
+            }
+        }
+        Ok(())
+    }
+
+    pub(crate) fn model(&self) -> String {
+        self.model
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
+    }
+
+    /// Whether the slot may take traffic first (it has not failed recently).
+    pub(crate) fn is_up(&self) -> bool {
+        match *self
+            .down_until
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+        {
+            Some(until) => Instant::now() >= until,
+            None => true,
+        }
+    }
+
+    pub(crate) fn mark_down(&self, backoff: Duration) {
+        *self
+            .down_until
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner) = Some(Instant::now() + backoff);
+    }
+
+    pub(crate) fn mark_up(&self) {
+        let mut down = self
+            .down_until
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        if down.is_some() {
+            *down = None;
+            tracing::info!(slot = %self.node_id, "PKCS#11 slot serves again");
+        }
+    }
+
+    /// Forgets every cached key: they are looked up again on next use.
+    pub(crate) fn clear_cache(&self) {
+        let mut cache = self.cache.write().unwrap_or_else(PoisonError::into_inner);
+        cache.keys.clear();
+        cache.epoch += 1;
+    }
+
+    /// The slot id of the token, found again after a loss.
+    fn resolve_slot(&self) -> Result<Slot, Failure> {
+        if let Some(slot) = *self.slot.lock().unwrap_or_else(PoisonError::into_inner) {
+            return Ok(slot);
+        }
+        let found = self
+            .module
+            .find_slot(&self.selector)
+            .map_err(|error| Failure::Call { error, label: None })?;
+        let Some((slot, info)) = found else {
+            return Err(Failure::Final(KeyManagerError::new(
+                ErrorKind::Unavailable,
+                format!(
+                    "no slot of PKCS#11 module {} holds the token with {}",
+                    self.module.path().display(),
+                    self.selector
+                ),
+            )));
+        };
+        *self.model.lock().unwrap_or_else(PoisonError::into_inner) = module::model_of(&info);
+        *self.slot.lock().unwrap_or_else(PoisonError::into_inner) = Some(slot);
+        Ok(slot)
+    }
+
+    fn forget_slot(&self) {
+        *self.slot.lock().unwrap_or_else(PoisonError::into_inner) = None;
+    }
+
+    /// The cached entry of `label` if it belongs to `generation`, and the
+    /// cache's epoch.
+    fn cached(&self, label: &str, generation: u64) -> (Option<Arc<KeyEntry>>, u64) {
+        let cache = self.cache.read().unwrap_or_else(PoisonError::into_inner);
+        if cache.generation != generation {
+            return (None, cache.epoch);
+        }
+        (cache.keys.get(label).cloned(), cache.epoch)
+    }
+
+    /// Caches `entry`, unless the cache was cleared since `epoch`.
+    fn store(&self, label: &str, entry: Arc<KeyEntry>, generation: u64, epoch: u64) {
+        let mut cache = self.cache.write().unwrap_or_else(PoisonError::into_inner);
+        if cache.epoch != epoch {
+            return;
+        }
+        if cache.generation != generation {
+            cache.keys.clear();
+            cache.generation = generation;
+        }
+        cache.keys.insert(label.to_owned(), entry);
+    }
+
+    fn evict(&self, label: &str) {
+        let mut cache = self.cache.write().unwrap_or_else(PoisonError::into_inner);
+        cache.keys.remove(label);
+        cache.epoch += 1;
+    }
+}
+
+// === impl KeyEntry ===
+
+impl KeyEntry {
+    fn newest(&self) -> Option<(KeyVersion, &KeyObject)> {
+        let object = self.versions.last()?;
+        let version = KeyVersion::new(u32::try_from(self.versions.len()).ok()?)?;
+        Some((version, object))
+    }
+
+    fn version(&self, version: KeyVersion) -> Option<&KeyObject> {
+        let index = usize::try_from(version.get() - 1).ok()?;
+        self.versions.get(index)
+    }
+
+    /// Why the key must not be served, from any of its versions.
+    pub(crate) fn refusal(&self, allow_extractable: bool) -> Option<&'static str> {
+        self.versions
+            .iter()
+            .find_map(|v| v.attrs.refusal(allow_extractable))
+    }
+
+    /// Whether the key has a disabling marker, or any version's
+    /// `CKA_END_DATE` has passed.
+    fn is_disabled(&self) -> bool {
+        if self.marked_disabled {
+            return true;
+        }
+        let today = CalendarDate::today();
+        self.versions.iter().any(|v| v.attrs.is_expired(today))
+    }
+
+    /// Refuses keys that must not be served, are disabled, are not AES-256, or
+    /// (going by the newest version's attributes) do not allow `allowed`.
+    fn check(
+        &self,
+        settings: &Settings,
+        allowed: impl Fn(&KeyAttrs) -> bool,
+    ) -> Result<(), KeyManagerError> {
+        if let Some(reason) = self.refusal(settings.allow_extractable) {
+            return Err(refused(reason));
+        }
+        if self.is_disabled() {
+            return Err(KeyManagerError::new(
+                ErrorKind::KeyDisabled,
+                "the key is disabled on the token (a disabling marker, or its CKA_END_DATE has passed)",
+            ));
+        }
+        let Some((_, newest)) = self.newest() else {
+            return Err(internal("a cached key without versions"));
+        };
+        if !newest.attrs.is_aes_256() {
+            return Err(KeyManagerError::new(
+                ErrorKind::KeyUsage,
+                "the key is not a 256-bit AES key",
+            ));
+        }
+        if !allowed(&newest.attrs) {
+            return Err(KeyManagerError::new(
+                ErrorKind::KeyUsage,
+                "the key's attributes do not allow this operation",
+            ));
+        }
+        Ok(())
+    }
+}
+
+// === impl Worker ===
+
+impl Worker {
+    pub(crate) fn new(shared: Arc<SlotShared>) -> Self {
+        Self {
+            shared,
+            session: None,
+        }
+    }
+
+    /// Serves jobs until the queue closes, then closes the session.
+    fn run(&mut self) {
+        // Open the session before the first job, so it does not wait for it. On
+        // failure the first job tries again, and recovers or reports.
+        if self.shared.is_up() {
+            let _ = self.session();
+        }
+        while let Some(job) = self.shared.queue.pop() {
+            // The caller gave up (deadline passed): do not spend the HSM on it.
+            if job.reply.is_closed() {
+                continue;
+            }
+            let result = self.handle(&job.request);
+            // The caller may have given up meanwhile; nothing to do then.
+            let _ = job.reply.send(result);
+        }
+        self.close();
+    }
+
+    /// Closes the session, if it is still of the current generation.
+    pub(crate) fn close(&mut self) {
+        if let Some((session, generation)) = self.session.take()
+            && generation == self.shared.module.generation()
+        {
+            // Closing at shutdown: a failure changes nothing.
+            let _ = session.close();
+        }
+    }
+
+    /// Runs one request, recovering once from a lost session, module, login or
+    /// key handle.
+    pub(crate) fn handle(&mut self, request: &Request) -> Result<Reply, KeyManagerError> {
+        self.shared
+            .counters
+            .requests
+            .fetch_add(1, Ordering::Relaxed);
+        let mut recovered = false;
+        loop {
+            let (error, label) = match self.attempt(request) {
+                Ok(reply) => return Ok(reply),
+                Err(Failure::Final(e)) => return Err(e),
+                Err(Failure::Call { error, label }) => (error, label),
+            };
+            let recovery = classify(&error);
+            if recovered || recovery == Recovery::None {
+                return Err(map_error(error, &self.shared.node_id));
+            }
+            recovered = true;
+            tracing::warn!(
+                slot = %self.shared.node_id,
+                error = %Pkcs11CallError::new(error),
+                ?recovery,
+                "PKCS#11 call failed; recovering and trying once more"
+            );
+            if let Err(failure) = self.recover(recovery, label.as_deref()) {
+                return Err(match failure {
+                    Failure::Final(e) => e,
+                    Failure::Call { error, .. } => unavailable(error, &self.shared.node_id),
+                });
+            }
+        }
+    }
+
+    fn attempt(&mut self, request: &Request) -> Result<Reply, Failure> {
+        let settings = self.shared.settings.clone();
+        match request {
+            Request::Metadata { label } => {
+                let entry = self.key(label, None)?;
+                if let Some(reason) = entry.refusal(settings.allow_extractable) {
+                    return Err(Failure::Final(refused(reason)));
+                }
+                let Some((_, newest)) = entry.newest() else {
+                    return Err(Failure::Final(internal("a cached key without versions")));
+                };
+                Ok(Reply::Metadata(MetadataResponse {
+                    key_spec: newest.attrs.key_spec(),
+                    key_usage: newest.attrs.key_usage(),
+                    key_status: if entry.is_disabled() {
+                        KeyStatus::Disabled
+                    } else {
+                        KeyStatus::Enabled
+                    },
+                }))
+            }
+            Request::Encrypt {
+                label,
+                plaintext,
+                aad,
+            } => {
+                let entry = self.key(label, None)?;
+                entry
+                    .check(&settings, |a| a.encrypt)
+                    .map_err(Failure::Final)?;
+                let (version, out) = self.seal(label, &entry, plaintext.as_bytes(), aad)?;
+                Ok(Reply::Sealed(Sealed {
+                    version,
+                    iv: out.iv.to_vec(),
+                    ciphertext: out.ciphertext,
+                    tag: out.tag,
+                }))
+            }
+            Request::Decrypt {
+                label,
+                version,
+                iv,
+                ciphertext,
+                tag,
+                aad,
+            } => {
+                let entry = self.key(label, Some(*version))?;
+                entry
+                    .check(&settings, |a| a.decrypt)
+                    .map_err(Failure::Final)?;
+                let Some(object) = entry.version(*version) else {
+                    return Err(Failure::Final(KeyManagerError::new(
+                        ErrorKind::InvalidCiphertext,
+                        "the ciphertext names a key version that does not exist on the token",
+                    )));
+                };
+                let gcm_aad = gcm_aad(aad, *version).map_err(Failure::Final)?;
+                let session = self.session()?;
+                gcm::decrypt(session, object.handle, iv, ciphertext, tag, &gcm_aad)
+                    .map(Reply::Plaintext)
+                    .map_err(|e| gcm_failure(e, label))
+            }
+            Request::Probe => {
+                let label = settings.canary_label.clone();
+                let entry = self.key(&label, None)?;
+                entry
+                    .check(&settings, |a| a.encrypt && a.decrypt)
+                    .map_err(Failure::Final)?;
+                let (version, sealed) = self.seal(&label, &entry, PROBE_PLAINTEXT, PROBE_AAD)?;
+                let Some(object) = entry.version(version) else {
+                    return Err(Failure::Final(internal("the canary lost its version")));
+                };
+                let gcm_aad = gcm_aad(PROBE_AAD, version).map_err(Failure::Final)?;
+                let session = self.session()?;
+                let opened = gcm::decrypt(
+                    session,
+                    object.handle,
+                    &sealed.iv,
+                    &sealed.ciphertext,
+                    &sealed.tag,
+                    &gcm_aad,
+                )
+                .map_err(|e| gcm_failure(e, &label))?;
+                if opened.as_bytes() != PROBE_PLAINTEXT {
+                    return Err(Failure::Final(internal(
+                        "the health probe decrypted to another plaintext",
+                    )));
+                }
+                Ok(Reply::Probed)
+            }
+        }
+    }
+
+    /// Encrypts with the newest version of `entry`.
+    fn seal(
+        &mut self,
+        label: &str,
+        entry: &KeyEntry,
+        plaintext: &[u8],
+        aad: &[u8],
+    ) -> Result<(KeyVersion, GcmOutput), Failure> {
+        let Some((version, object)) = entry.newest() else {
+            return Err(Failure::Final(internal("a cached key without versions")));
+        };
+        let handle = object.handle;
+        let gcm_aad = gcm_aad(aad, version).map_err(Failure::Final)?;
+        let mode = self.shared.settings.iv_mode;
+        let session = self.session()?;
+        let out = gcm::encrypt(session, handle, mode, plaintext, &gcm_aad)
+            .map_err(|e| gcm_failure(e, label))?;
+        Ok((version, out))
+    }
+
+    /// The cached key labelled `label` (version 1), read from the token when
+    /// missing, older than the refresh interval, or lacking `needed`.
+    fn key(&mut self, label: &str, needed: Option<KeyVersion>) -> Result<Arc<KeyEntry>, Failure> {
+        let generation = self.shared.module.generation();
+        let (cached, epoch) = self.shared.cached(label, generation);
+        if let Some(entry) = cached {
+            let age = entry.loaded_at.elapsed();
+            let fresh = age < self.shared.settings.key_refresh;
+            let has_needed = needed.is_none_or(|v| entry.version(v).is_some());
+            // A version we do not know yet may have been made since we looked; but
+            // a flood of bogus versions must not turn into a flood of lookups.
+            if fresh && (has_needed || age < UNKNOWN_VERSION_RECHECK) {
+                return Ok(entry);
+            }
+        }
+        let entry = Arc::new(self.discover(label)?);
+        self.shared.store(label, entry.clone(), generation, epoch);
+        Ok(entry)
+    }
+
+    /// Finds every version of the key labelled `label` on the token.
+    fn discover(&mut self, label: &str) -> Result<KeyEntry, Failure> {
+        let shared = self.shared.clone();
+        shared.counters.key_lookups.fetch_add(1, Ordering::Relaxed);
+        let session = self.session()?;
+        let find = |label: &str| -> Result<Option<KeyObject>, Failure> {
+            let handle = match keys::find_key(session, label) {
+                Ok(Some(handle)) => handle,
+                Ok(None) => return Ok(None),
+                Err(FindError::Duplicate) => {
+                    return Err(Failure::Final(internal_owned(format!(
+                        "more than one secret key on the token is labelled `{label}`"
+                    ))));
+                }
+                Err(FindError::Call(error)) => {
+                    return Err(Failure::Call {
+                        error,
+                        label: Some(label.to_owned()),
+                    });
+                }
+            };
+            let attrs = keys::read_attrs(session, handle).map_err(|error| Failure::Call {
+                error,
+                label: Some(label.to_owned()),
+            })?;
+            Ok(Some(KeyObject { handle, attrs }))
+        };
+        let mut versions = Vec::new();
+        let Some(first) = find(label)? else {
+            return Err(Failure::Final(KeyManagerError::new(
+                ErrorKind::KeyNotFound,
+                "no secret key with the key's label on the token",
+            )));
+        };
+        versions.push(first);
+        while let Some(next) = u32::try_from(versions.len() + 1)
+            .ok()
+            .and_then(KeyVersion::new)
+        {
+            match find(&keys::version_label(label, next))? {
+                Some(object) => versions.push(object),
+                None => break,
+            }
+        }
+        let marked_disabled =
+            keys::has_disabled_marker(session, label).map_err(|error| Failure::Call {
+                error,
+                label: Some(label.to_owned()),
+            })?;
+        Ok(KeyEntry {
+            versions,
+            marked_disabled,
+            loaded_at: Instant::now(),
+        })
+    }
+
+    /// The worker's session, opened (and logged in) if needed.
+    fn session(&mut self) -> Result<&Session, Failure> {
+        let generation = self.shared.module.generation();
+        if self
+            .session
+            .as_ref()
+            .is_some_and(|(_, opened_in)| *opened_in != generation)
+        {
+            // Dead with the old generation: forget it, never close it.
+            self.session = None;
+        }
+        if self.session.is_none() {
+            let session = self.open_session()?;
+            self.session = Some((session, self.shared.module.generation()));
+        }
+        match &self.session {
+            Some((session, _)) => Ok(session),
+            None => Err(Failure::Final(internal("no session after opening one"))),
+        }
+    }
+
+    fn open_session(&self) -> Result<Session, Failure> {
+        let slot = self.shared.resolve_slot()?;
+        let session = match self.shared.module.pkcs11().open_ro_session_no_drop(slot) {
+            Ok(session) => session,
+            Err(error) => {
+                if classify(&error) == Recovery::Reopen {
+                    // The slot may have been renumbered: find the token again next time.
+                    self.shared.forget_slot();
+                }
+                return Err(Failure::Call { error, label: None });
+            }
+        };
+        if let Err(error) = self.ensure_login(&session) {
+            // A session that cannot log in is of no use; it is valid, so close it.
+            let _ = session.close();
+            return Err(match error {
+                Failure::Call { error, .. } if is_pin_problem(&error) => {
+                    Failure::Final(unavailable(error, &self.shared.node_id))
+                }
+                other => other,
+            });
+        }
+        self.shared
+            .counters
+            .sessions_opened
+            .fetch_add(1, Ordering::Relaxed);
+        Ok(session)
+    }
+
+    /// Logs the application in if `session` sees the token public. The login
+    /// is per application and token, and lasts while any of its sessions is
+    /// open, so this runs once per process unless the sessions are lost.
+    fn ensure_login(&self, session: &Session) -> Result<(), Failure> {
+        let call = |error| Failure::Call { error, label: None };
+        let state = session.get_session_info().map_err(call)?.session_state();
+        if !matches!(state, SessionState::RoPublic | SessionState::RwPublic) {
+            return Ok(());
+        }
+        match session.login(UserType::User, Some(&self.shared.pin)) {
+            Ok(()) => {
+                self.shared.counters.logins.fetch_add(1, Ordering::Relaxed);
+                tracing::info!(slot = %self.shared.node_id, "logged in to the PKCS#11 token");
+                Ok(())
+            }
+            Err(cryptoki::error::Error::Pkcs11(RvError::UserAlreadyLoggedIn, _)) => Ok(()),
+            Err(error) => Err(call(error)),
+        }
+    }
+
+    fn recover(&mut self, recovery: Recovery, label: Option<&str>) -> Result<(), Failure> {
+        match recovery {
+            Recovery::Reopen => {
+                self.drop_session();
+                self.shared.forget_slot();
+                // If the module was re-initialized behind our back, handle
+                // numbers may now name other objects: never use them again.
+                self.shared.clear_cache();
+                self.session().map(|_| ())
+            }
+            Recovery::Reinitialize => {
+                let seen = self.shared.module.generation();
+                self.drop_session();
+                self.shared.forget_slot();
+                self.shared.clear_cache();
+                self.shared
+                    .module
+                    .reinitialize(seen)
+                    .map_err(|error| Failure::Call { error, label: None })?;
+                self.session().map(|_| ())
+            }
+            Recovery::Relookup => {
+                match label {
+                    Some(label) => self.shared.evict(label),
+                    None => self.shared.clear_cache(),
+                }
+                // A lost login shows as invalid handles: log in again first.
+                if let Some((session, _)) = &self.session {
+                    self.ensure_login(session)?;
+                }
+                Ok(())
+            }
+            Recovery::Restart => {
+                if let Some((session, generation)) = self.session.take() {
+                    self.shared
+                        .counters
+                        .sessions_lost
+                        .fetch_add(1, Ordering::Relaxed);
+                    if generation == self.shared.module.generation() {
+                        let _ = session.close();
+                    }
+                }
+                self.session().map(|_| ())
+            }
+            Recovery::None => Ok(()),
+        }
+    }
+
+    /// Forgets a session that died under us; closing it could close another
+    /// session that reuses its handle number.
+    fn drop_session(&mut self) {
+        if self.session.take().is_some() {
+            self.shared
+                .counters
+                .sessions_lost
+                .fetch_add(1, Ordering::Relaxed);
+        }
+    }
+}
+
+impl Drop for Worker {
+    fn drop(&mut self) {
+        self.close();
+    }
+}
+
+/// What recovery a failed call calls for.
+fn classify(error: &cryptoki::error::Error) -> Recovery {
+    let cryptoki::error::Error::Pkcs11(rv, _) = error else {
+        return Recovery::None;
+    };
+    match rv {
+        RvError::SessionHandleInvalid
+        | RvError::SessionClosed
+        | RvError::DeviceRemoved
+        | RvError::DeviceError
+        | RvError::TokenNotPresent
+        | RvError::TokenNotRecognized
+        | RvError::SlotIdInvalid => Recovery::Reopen,
+        RvError::CryptokiNotInitialized => Recovery::Reinitialize,
+        RvError::KeyHandleInvalid | RvError::ObjectHandleInvalid | RvError::UserNotLoggedIn => {
+            Recovery::Relookup
+        }
+        RvError::OperationActive => Recovery::Restart,
+        _ => Recovery::None,
+    }
+}
+
+fn is_pin_problem(error: &cryptoki::error::Error) -> bool {
+    matches!(
+        error,
+        cryptoki::error::Error::Pkcs11(
+            RvError::PinIncorrect
+                | RvError::PinInvalid
+                | RvError::PinLenRange
+                | RvError::PinExpired
+                | RvError::PinLocked
+                | RvError::UserPinNotInitialized,
+            _
+        )
+    )
+}
+
+/// The error of a failed call that no recovery fixed.
+///
+/// | PKCS#11 | error kind |
+/// |---|---|
+/// | `C_Decrypt`: `CKR_GENERAL_ERROR`, `CKR_FUNCTION_FAILED`, `CKR_ENCRYPTED_DATA_INVALID`, `CKR_ENCRYPTED_DATA_LEN_RANGE` | `InvalidCiphertext` |
+/// | `CKR_KEY_FUNCTION_NOT_PERMITTED`, `CKR_KEY_TYPE_INCONSISTENT` | `KeyUsage` |
+/// | session, device, token, module, login and PIN failures | `Unavailable` |
+/// | anything else | `Internal` |
+fn map_error(error: cryptoki::error::Error, node_id: &str) -> KeyManagerError {
+    let cryptoki::error::Error::Pkcs11(rv, function) = &error else {
+        return KeyManagerError::new(ErrorKind::Internal, "PKCS#11 call failed")
+            .with_source(Pkcs11CallError::new(error));
+    };
+    let (kind, detail) = match (rv, function) {
+        (
+            RvError::GeneralError
+            | RvError::FunctionFailed
+            | RvError::EncryptedDataInvalid
+            | RvError::EncryptedDataLenRange,
+            Function::Decrypt,
+        ) => (
+            ErrorKind::InvalidCiphertext,
+            "C_Decrypt failed: the ciphertext does not authenticate",
+        ),
+        (RvError::KeyFunctionNotPermitted | RvError::KeyTypeInconsistent, _) => (
+            ErrorKind::KeyUsage,
+            "the token does not allow this operation with this key",
+        ),
+        _ if classify(&error) != Recovery::None || is_pin_problem(&error) => {
+            return unavailable(error, node_id);
+        }
+        (RvError::DeviceMemory | RvError::HostMemory | RvError::FunctionCanceled, _) => {
+            return unavailable(error, node_id);
+        }
+        _ => (ErrorKind::Internal, "PKCS#11 call failed"),
+    };
+    KeyManagerError::new(kind, detail).with_source(Pkcs11CallError::new(error))
+}
+
+fn unavailable(error: cryptoki::error::Error, node_id: &str) -> KeyManagerError {
+    KeyManagerError::new(
+        ErrorKind::Unavailable,
+        format!("PKCS#11 slot {node_id} cannot serve"),
+    )
+    .with_source(Pkcs11CallError::new(error))
+}
+
+fn gcm_failure(error: GcmError, label: &str) -> Failure {
+    match error {
+        GcmError::Call(error) => Failure::Call {
+            error,
+            label: Some(label.to_owned()),
+        },
+        GcmError::Layout(what) => Failure::Final(internal(what)),
+    }
+}
+
+fn refused(reason: &'static str) -> KeyManagerError {
+    KeyManagerError::new(
+        ErrorKind::KeyUsage,
+        format!("refusing to serve this key: {reason}"),
+    )
+}
+
+fn internal(what: &'static str) -> KeyManagerError {
+    KeyManagerError::new(ErrorKind::Internal, what)
+}
+
+fn internal_owned(what: String) -> KeyManagerError {
+    KeyManagerError::new(ErrorKind::Internal, what)
+}
+
+/// Reads attributes for operator-facing checks at startup.
+pub(crate) fn startup_refusal(
+    worker: &mut Worker,
+    label: &str,
+    allow_extractable: bool,
+) -> Result<Option<&'static str>, KeyManagerError> {
+    match worker.key(label, None) {
+        Ok(entry) => Ok(entry.refusal(allow_extractable)),
+        Err(Failure::Final(e)) => Err(e),
+        Err(Failure::Call { error, .. }) => Err(map_error(error, &worker.shared.node_id)),
+    }
+}
