@@ -2,7 +2,7 @@
 # The whole test suite, exactly as CI runs it (.ci/run calls this script).
 #
 # It installs what the suite needs when it is missing (cargo-deny, cargo-fuzz,
-# SoftHSM2),
+# SoftHSM2, OpenBao),
 # then runs, in order: formatting, clippy, the tests, the docs, the fuzz targets
 # (build plus a short smoke run of each), and cargo-deny.
 #
@@ -57,6 +57,11 @@ need_cargo_tool cargo-fuzz cargo-fuzz "$CARGO_FUZZ_VERSION"
 
 stage "SoftHSM2 (PKCS#11 tests)"
 ./scripts/ensure-softhsm.sh
+stage "OpenBao (Vault Transit tests)"
+XKS_BAO_BIN=$(./scripts/ensure-openbao.sh)
+export XKS_BAO_BIN
+echo "bao: $XKS_BAO_BIN"
+
 command -v curl >/dev/null 2>&1 ||
     die "curl is needed by the demo's end-to-end test: apt-get install -y curl"
 

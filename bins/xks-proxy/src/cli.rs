@@ -52,6 +52,9 @@ pub(crate) enum Command {
     /// Manage AES keys on a PKCS#11 token (module and PIN from the configuration file).
     #[command(subcommand)]
     Pkcs11(crate::pkcs11::Pkcs11Command),
+    /// Manage Transit keys in Vault or OpenBao (connection from the configuration file).
+    #[command(subcommand)]
+    Vault(crate::vault::VaultCommand),
 }
 
 /// Installs the log subscriber: `RUST_LOG` filter (default `info`), text or JSON.

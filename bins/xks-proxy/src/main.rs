@@ -6,11 +6,13 @@
 //! xks-proxy check-config --config proxy.toml          explain every configuration error
 //! xks-proxy soft <init|create-key|rotate|disable|enable|list> ...   software key store
 //! xks-proxy pkcs11 <create-key|new-version|describe|disable|enable|list> ...   HSM keys
+//! xks-proxy vault <create-key|rotate-key|describe-key|list-keys|...> ...   Transit keys
 //! ```
 
 mod cli;
 mod pkcs11;
 mod soft;
+mod vault;
 
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -56,6 +58,7 @@ fn main() -> ExitCode {
         }
         Command::Soft(cmd) => soft::run(cmd),
         Command::Pkcs11(cmd) => pkcs11::run(cmd),
+        Command::Vault(cmd) => vault::run(&runtime, cmd),
     }
 }
 

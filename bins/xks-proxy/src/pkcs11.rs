@@ -54,7 +54,7 @@ pub(crate) enum Pkcs11Command {
 
 #[derive(Debug, Args)]
 pub(crate) struct Token {
-    /// The proxy configuration whose [backend] section names the module and PIN.
+    /// The proxy configuration whose `[backend]` section names the module and PIN.
     #[arg(long, short)]
     config: PathBuf,
     /// Token label or serial (default: the first configured slot).

@@ -1,7 +1,7 @@
 //! The shared test battery every [`KeyManager`] backend runs.
 //!
 //! A backend's tests provide a [`Fixture`] (a key manager with keys in the roles of
-//! [`KeyRole`]) and stamp out one test per check with [`key_manager_battery!`]:
+//! [`KeyRole`]) and stamp out one test per check with [`key_manager_battery!`](crate::key_manager_battery):
 //!
 //! ```text
 //! async fn fixture() -> MyFixture { /* start the backend, create the keys */ }

@@ -194,6 +194,8 @@ pub enum BackendConfig {
     Soft(SoftBackendConfig),
     /// An HSM over PKCS#11 (`xks-pkcs11`); see that crate for the settings.
     Pkcs11(Box<xks_pkcs11::Pkcs11Config>),
+    /// HashiCorp Vault or OpenBao Transit (`xks-vault`); see that crate for the settings.
+    Vault(Box<xks_vault::VaultConfig>),
 }
 
 /// The software key store.
@@ -326,7 +328,7 @@ impl Config {
         }
         match &mut self.backend {
             BackendConfig::Soft(soft) => fix(&mut soft.path),
-            BackendConfig::Pkcs11(_) => {}
+            BackendConfig::Pkcs11(_) | BackendConfig::Vault(_) => {}
         }
     }
 
@@ -340,6 +342,11 @@ impl Config {
             BackendConfig::Pkcs11(pkcs11) => {
                 if let Err(e) = pkcs11.validate() {
                     p.add("backend", e.to_string());
+                }
+            }
+            BackendConfig::Vault(vault) => {
+                if let Err(e) = vault.validate() {
+                    p.add("backend", xks_vault::DisplayChain(&e).to_string());
                 }
             }
             BackendConfig::Soft(soft) => {

@@ -9,7 +9,7 @@
 //!   with a pinned CA and pinned client subject names;
 //! - [`App`]: the request path of `docs/architecture.md`: route by path prefix
 //!   (tenant), body limit, SigV4, parsing and validation, key lookup, the
-//!   [`KeyManager`](xks_keymanager::KeyManager) call under a deadline, the CDIV with
+//!   `KeyManager` call under a deadline, the CDIV with
 //!   its verification decrypt, the JSON answer, and one log line per request;
 //! - [`HealthMonitor`]: the deep health check on a canary key, run in the
 //!   background and cached for at most 60 s;
@@ -210,6 +210,13 @@ async fn open_backend(
     env: &dyn Env,
 ) -> Result<Arc<dyn KeyManager>, BuildError> {
     match backend {
+        BackendConfig::Vault(vault) => {
+            let km =
+                xks_vault::VaultKeyManager::connect(vault, |name| env.var(name).map(Into::into))
+                    .await
+                    .map_err(|e| BuildError::Backend(Box::new(e)))?;
+            Ok(Arc::new(km))
+        }
         BackendConfig::Pkcs11(pkcs11) => {
             // Opening logs in and checks every slot and key: blocking, but at
             // startup, before anything is served.
