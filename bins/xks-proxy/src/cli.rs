@@ -57,17 +57,27 @@ pub(crate) enum Command {
     Vault(crate::vault::VaultCommand),
 }
 
-/// Installs the log subscriber: `RUST_LOG` filter (default `info`), text or JSON.
-pub(crate) fn init_logging(format: LogFormat) {
+/// Installs the log subscriber: `RUST_LOG` filter (default `info`), text or JSON,
+/// written to standard error by a background thread so that a slow log pipe never
+/// blocks a request. The returned guard flushes the remaining lines when dropped;
+/// keep it until the process ends.
+pub(crate) fn init_logging(format: LogFormat) -> tracing_appender::non_blocking::WorkerGuard {
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    // Not lossy: when the buffer is full, requests wait rather than lose their
+    // audit lines. The worker flushes whenever it has drained what is queued, so
+    // lines written together reach stderr in one write.
+    let (writer, guard) = tracing_appender::non_blocking::NonBlockingBuilder::default()
+        .lossy(false)
+        .finish(std::io::BufWriter::new(std::io::stderr()));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .with_writer(std::io::stderr);
+        .with_writer(writer);
     let _ = match format {
         LogFormat::Json => builder.json().flatten_event(true).try_init(),
         _ => builder.try_init(),
     };
+    guard
 }
 
 /// Resolves on SIGTERM or SIGINT.

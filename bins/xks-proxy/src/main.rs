@@ -44,7 +44,7 @@ fn main() -> ExitCode {
             let Ok(cfg) = load(&config) else {
                 return ExitCode::from(EX_USAGE);
             };
-            cli::init_logging(cfg.logging.format);
+            let _logs = cli::init_logging(cfg.logging.format);
             runtime.block_on(async {
                 match Proxy::build(&cfg, &ProcessEnv).await {
                     Ok(proxy) => serve(&config, &cfg, proxy).await,
@@ -53,7 +53,7 @@ fn main() -> ExitCode {
             })
         }
         Command::Demo { listen, json } => {
-            cli::init_logging(LogFormat::Text);
+            let _logs = cli::init_logging(LogFormat::Text);
             runtime.block_on(cli::demo(listen, json))
         }
         Command::Soft(cmd) => soft::run(cmd),
