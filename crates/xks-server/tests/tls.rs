@@ -43,6 +43,7 @@ const SPEC_SUITES: [CipherSuite; 4] = [
 
 struct Running {
     addr: SocketAddr,
+    ping: SocketAddr,
     ca: DevCa,
     stop: Option<tokio::sync::oneshot::Sender<()>>,
     task: tokio::task::JoinHandle<()>,
@@ -70,6 +71,7 @@ async fn start(mtls: bool, km: Arc<dyn KeyManager>) -> Running {
         r#"
 [server]
 listen = ["127.0.0.1:0"]
+ping_listen = "127.0.0.1:0"
 shutdown_grace = "5s"
 [server.tls]
 cert = "{cert}"
@@ -98,12 +100,14 @@ path = "unused"
         .await
         .unwrap();
     let addr = server.api_addrs().unwrap()[0];
+    let ping = server.ping_addr().unwrap().unwrap();
     let (tx, rx) = tokio::sync::oneshot::channel::<()>();
     let task = tokio::spawn(server.run(async {
         let _ = rx.await;
     }));
     Running {
         addr,
+        ping,
         ca,
         stop: Some(tx),
         task,
@@ -400,4 +404,28 @@ async fn graceful_shutdown_finishes_in_flight_requests() {
         .expect("server stops after draining")
         .unwrap();
     assert!(TcpStream::connect(running.addr).await.is_err());
+}
+
+/// Checklist 17: the separate plain-HTTP listener answers the ping path without
+/// SigV4, and nothing else (the XKS API is never served without TLS there).
+#[tokio::test]
+async fn ping_listener_answers_only_the_ping_path() {
+    let running = start(false, soft()).await;
+    let tcp = TcpStream::connect(running.ping).await.unwrap();
+    let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(tcp))
+        .await
+        .unwrap();
+    tokio::spawn(conn);
+    for (path, status) in [
+        ("/ping", StatusCode::OK),
+        ("/p/kms/xks/v1/health", StatusCode::NOT_FOUND),
+    ] {
+        let req = Request::get(path)
+            .header("host", "localhost")
+            .body(Full::new(Bytes::new()))
+            .unwrap();
+        let response = sender.send_request(req).await.unwrap();
+        assert_eq!(response.status(), status, "{path}");
+        response.into_body().collect().await.unwrap();
+    }
 }
