@@ -330,3 +330,157 @@ fn wait_ready(command: &str) {
     }
     panic!("the proxy did not become ready within 30 s");
 }
+
+/// A configuration file whose `[backend]` section is `backend`.
+fn config_with_backend(dir: &Path, backend: &str) -> std::path::PathBuf {
+    let path = dir.join("proxy.toml");
+    let text = format!(
+        "[server]\nlisten = [\"127.0.0.1:0\"]\ninsecure_plain_http = true\n\
+         [[tenant]]\nname = \"t\"\npath_prefix = \"\"\nkeys = [\"*\"]\n\
+         [[tenant.credential]]\naccess_key_id = \"AKIAI2SFODNN7EXAMPLE\"\n\
+         secret_access_key = \"FYtE5EFA5FT0mCc3DrGUe2sti527BitkQ0Zr9MO9fvE\"\n{backend}"
+    );
+    std::fs::write(&path, text).unwrap();
+    path
+}
+
+fn run_ok(args: &[&str], env: (&str, &str)) -> String {
+    let out = Command::new(BIN)
+        .args(args)
+        .env(env.0, env.1)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{args:?}: {}", stderr(&out));
+    stdout(&out)
+}
+
+/// `xks-proxy pkcs11 ...` on a SoftHSM2 token: create, new version, describe,
+/// disable, enable, list.
+#[test]
+fn pkcs11_key_commands() {
+    use xks_pkcs11::testing::SoftHsm;
+    let hsm = SoftHsm::shared();
+    let dir = tempfile::tempdir().unwrap();
+    let config = config_with_backend(
+        dir.path(),
+        &format!(
+            "[backend]\ntype = \"pkcs11\"\nmodule = \"{}\"\npin_env = \"{}\"\n\
+             [[backend.slots]]\ntoken_label = \"{}\"\n",
+            hsm.module().display(),
+            SoftHsm::PIN_ENV,
+            hsm.token(1)
+        ),
+    );
+    let config = config.to_str().unwrap();
+    let pin = (SoftHsm::PIN_ENV, SoftHsm::USER_PIN);
+    let created = run_ok(
+        &[
+            "pkcs11",
+            "create-key",
+            "--config",
+            config,
+            "--label",
+            "cli-key",
+        ],
+        pin,
+    );
+    assert!(created.contains("cli-key"), "{created}");
+    let version = run_ok(
+        &[
+            "pkcs11",
+            "new-version",
+            "--config",
+            config,
+            "--label",
+            "cli-key",
+        ],
+        pin,
+    );
+    assert!(version.contains("cli-key.v2"), "{version}");
+    let described = run_ok(
+        &[
+            "pkcs11", "describe", "--config", config, "--label", "cli-key",
+        ],
+        pin,
+    );
+    assert!(
+        described.contains("cli-key.v2") && described.contains("256 bits"),
+        "{described}"
+    );
+    for command in ["disable", "enable"] {
+        run_ok(
+            &["pkcs11", command, "--config", config, "--label", "cli-key"],
+            pin,
+        );
+    }
+    let listed = run_ok(&["pkcs11", "list", "--config", config], pin);
+    assert!(
+        listed.contains("cli-key") && listed.contains("xks-health-canary"),
+        "{listed}"
+    );
+    let wrong = Command::new(BIN)
+        .args(["pkcs11", "list", "--config", config])
+        .env(SoftHsm::PIN_ENV, "0000")
+        .output()
+        .unwrap();
+    assert!(!wrong.status.success(), "a wrong PIN must fail");
+}
+
+/// `xks-proxy vault ...` on a real OpenBao server: create, rotate, describe, list.
+#[test]
+fn vault_key_commands() {
+    use xks_vault::testing::DevServer;
+    let bao = DevServer::start();
+    let dir = tempfile::tempdir().unwrap();
+    let config = config_with_backend(
+        dir.path(),
+        &format!(
+            "[backend]\ntype = \"vault\"\naddresses = [\"{}\"]\n\
+             [backend.auth]\nmethod = \"token\"\ntoken = {{ env = \"XKS_TEST_VAULT_TOKEN\" }}\n",
+            bao.address()
+        ),
+    );
+    let config = config.to_str().unwrap();
+    let token = ("XKS_TEST_VAULT_TOKEN", bao.root_token());
+    let created = run_ok(
+        &[
+            "vault",
+            "create-key",
+            "--config",
+            config,
+            "--key-id",
+            "cli-key",
+        ],
+        token,
+    );
+    assert!(created.contains("latest version:         1"), "{created}");
+    let rotated = run_ok(
+        &[
+            "vault",
+            "rotate-key",
+            "--config",
+            config,
+            "--key-id",
+            "cli-key",
+        ],
+        token,
+    );
+    assert!(rotated.contains("latest version:         2"), "{rotated}");
+    let described = run_ok(
+        &[
+            "vault",
+            "describe-key",
+            "--config",
+            config,
+            "--key-id",
+            "cli-key",
+        ],
+        token,
+    );
+    assert!(
+        described.contains("exportable:             false"),
+        "{described}"
+    );
+    let listed = run_ok(&["vault", "list-keys", "--config", config], token);
+    assert!(listed.contains("cli-key"), "{listed}");
+}
