@@ -102,6 +102,7 @@ pub struct DevServer {
     address: String,
     root_token: String,
     ca_file: Option<PathBuf>,
+    listener_port: Option<u16>,
     dir: TempDir,
 }
 
@@ -219,17 +220,28 @@ impl Drop for BaoProcess {
 impl DevServer {
     /// Starts a plain-HTTP dev server and mounts Transit. Panics on failure.
     pub fn start() -> Self {
-        Self::start_with(false)
+        Self::start_with(false, None)
     }
 
     /// Starts a dev server that listens with TLS only (`-dev-tls`: OpenBao
     /// makes a CA and a certificate for `127.0.0.1`; see
     /// [`DevServer::ca_file`]).
     pub fn start_tls() -> Self {
-        Self::start_with(true)
+        Self::start_with(true, None)
     }
 
-    fn start_with(tls: bool) -> Self {
+    /// Starts a plain-HTTP dev server, as [`DevServer::start`] does, with a
+    /// second TCP listener on another free loopback port (see
+    /// [`DevServer::listener_port`]). `settings` is the body of its HCL
+    /// `listener "tcp"` block without the addresses: TLS files, say, and
+    /// `tls_require_and_verify_client_cert`. OpenBao merges a `-config` file
+    /// into the dev configuration, so both listeners serve the same server,
+    /// and the harness calls ([`DevServer::api`]) keep using the plain one.
+    pub fn start_with_listener(settings: &str) -> Self {
+        Self::start_with(false, Some(settings))
+    }
+
+    fn start_with(tls: bool, listener: Option<&str>) -> Self {
         let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("cannot create a tempdir: {e}"));
         let root_token = format!("xks-test-root-{}", unique());
         let mut last_log = String::new();
@@ -250,6 +262,17 @@ impl DevServer {
                 args.push("-dev-tls".to_owned());
                 args.push(format!("-dev-tls-cert-dir={}", dir.path().display()));
             }
+            let listener_port = listener.map(|settings| {
+                let (port, cluster) = (free_port(), free_port());
+                let config = dir.path().join(format!("listener-{attempt}.hcl"));
+                let text = format!(
+                    "listener \"tcp\" {{\n  address = \"127.0.0.1:{port}\"\n  cluster_address = \"127.0.0.1:{cluster}\"\n{settings}\n}}\n"
+                );
+                fs::write(&config, text)
+                    .unwrap_or_else(|e| panic!("cannot write {}: {e}", config.display()));
+                args.push(format!("-config={}", config.display()));
+                port
+            });
             let mut process = BaoProcess::spawn(&format!("bao-dev-{attempt}"), &args, dir.path());
             let ready = wait_until(START_TIMEOUT, || {
                 if !process.is_running() {
@@ -257,6 +280,9 @@ impl DevServer {
                 }
                 if ca_file.as_ref().is_some_and(|f| !f.exists()) {
                     return None;
+                }
+                if let Some(port) = listener_port {
+                    TcpStream::connect(("127.0.0.1", port)).ok()?;
                 }
                 let (status, _) = try_call(
                     &address,
@@ -275,6 +301,7 @@ impl DevServer {
                     address,
                     root_token,
                     ca_file,
+                    listener_port,
                     dir,
                 };
                 server.expect_ok("POST", "sys/mounts/transit", Some(r#"{"type":"transit"}"#));
@@ -304,6 +331,12 @@ impl DevServer {
     /// The CA certificate of a TLS server.
     pub fn ca_file(&self) -> Option<&Path> {
         self.ca_file.as_deref()
+    }
+
+    /// The port of the listener of [`DevServer::start_with_listener`], on
+    /// `127.0.0.1`.
+    pub fn listener_port(&self) -> Option<u16> {
+        self.listener_port
     }
 
     /// A scratch directory that lives as long as the server.
