@@ -92,6 +92,29 @@ pub trait KeyManager: Send + Sync + fmt::Debug + 'static {
         aad: &[u8],
     ) -> Result<Plaintext, KeyManagerError>;
 
+    /// Encrypts like [`KeyManager::encrypt`], then computes the ciphertext data
+    /// integrity value over the output and decrypts the output again to verify it,
+    /// in that order (fact sheet §5, Appendix C). Returns the output and its CDIV.
+    ///
+    /// A key that cannot decrypt fails with [`ErrorKind::KeyUsage`]; a verification
+    /// that does not give back the plaintext is [`ErrorKind::Internal`].
+    ///
+    /// The default makes two calls. A backend whose calls are round trips (to a
+    /// device, a worker thread, a server) may override it to do all three steps
+    /// in one, keeping the order.
+    async fn encrypt_verified(
+        &self,
+        key: &KeyId,
+        plaintext: &[u8],
+        aad: &[u8],
+    ) -> Result<(Sealed, [u8; 32]), KeyManagerError> {
+        let sealed = self.encrypt(key, plaintext, aad).await?;
+        let cdiv = sealed.integrity_value(aad);
+        let check = self.decrypt(key, sealed.as_ref(), aad).await?;
+        verify_round_trip(check.as_bytes(), plaintext)?;
+        Ok((sealed, cdiv))
+    }
+
     /// A deep health probe: one entry per key-manager node, each checked with a real
     /// cryptographic operation on a dedicated canary key, never a customer key.
     ///
@@ -146,9 +169,33 @@ pub struct NodeHealth {
     pub status: HealthStatus,
 }
 
+/// Checks that a verification decrypt gave back the plaintext just encrypted.
+pub fn verify_round_trip(decrypted: &[u8], plaintext: &[u8]) -> Result<(), KeyManagerError> {
+    if decrypted == plaintext {
+        Ok(())
+    } else {
+        Err(KeyManagerError::new(
+            ErrorKind::Internal,
+            "verification decrypt did not return the plaintext just encrypted",
+        ))
+    }
+}
+
 // === impl Sealed ===
 
 impl Sealed {
+    /// The ciphertext data integrity value of this output for the request's `aad`:
+    /// SHA-256 over AAD, `ciphertextMetadata`, IV, ciphertext and tag (fact sheet §5).
+    pub fn integrity_value(&self, aad: &[u8]) -> [u8; 32] {
+        xks_protocol::ciphertext_data_integrity_value(
+            aad,
+            &self.version.to_metadata(),
+            &self.iv,
+            &self.ciphertext,
+            &self.tag,
+        )
+    }
+
     /// Borrows this output as the input of a decryption.
     pub fn as_ref(&self) -> SealedRef<'_> {
         SealedRef {

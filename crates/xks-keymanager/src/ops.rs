@@ -2,9 +2,9 @@
 
 use std::fmt;
 
-use xks_protocol::{KeyId, Plaintext, ciphertext_data_integrity_value};
+use xks_protocol::{KeyId, Plaintext};
 
-use crate::{ErrorKind, KeyManager, KeyManagerError, KeyVersion, Sealed, SealedRef};
+use crate::{KeyManager, KeyManagerError, KeyVersion, Sealed, SealedRef};
 
 /// The result of [`encrypt_for_xks`]: the sealed output, its `ciphertextMetadata`,
 /// and the ciphertext data integrity value when one was requested.
@@ -21,11 +21,12 @@ pub struct XksEncryption {
 /// Encrypts for an XKS Encrypt request.
 ///
 /// With `with_cdiv`, it follows the sequence the spec recommends (fact sheet §5,
-/// Appendix C): encrypt, compute the CDIV over that output, then run a verification
-/// decrypt with the same inputs and compare the plaintext. A key that cannot
-/// decrypt therefore fails with [`ErrorKind::KeyUsage`], as the official test
-/// client expects; a verification that does not return the plaintext is
-/// [`ErrorKind::Internal`] and nothing is returned to KMS.
+/// Appendix C) through [`KeyManager::encrypt_verified`]: encrypt, compute the CDIV
+/// over that output, then run a verification decrypt with the same inputs and
+/// compare the plaintext. A key that cannot decrypt therefore fails with
+/// [`ErrorKind::KeyUsage`](crate::ErrorKind::KeyUsage), as the official test client expects; a verification
+/// that does not return the plaintext is [`ErrorKind::Internal`](crate::ErrorKind::Internal) and nothing is
+/// returned to KMS.
 pub async fn encrypt_for_xks(
     km: &dyn KeyManager,
     key: &KeyId,
@@ -33,41 +34,23 @@ pub async fn encrypt_for_xks(
     aad: &[u8],
     with_cdiv: bool,
 ) -> Result<XksEncryption, KeyManagerError> {
-    let sealed = km.encrypt(key, plaintext, aad).await?;
+    let (sealed, cdiv) = if with_cdiv {
+        let (sealed, cdiv) = km.encrypt_verified(key, plaintext, aad).await?;
+        (sealed, Some(cdiv))
+    } else {
+        (km.encrypt(key, plaintext, aad).await?, None)
+    };
     let metadata = sealed.version.to_metadata();
-    if !with_cdiv {
-        return Ok(XksEncryption {
-            sealed,
-            metadata,
-            cdiv: None,
-        });
-    }
-    // The CDIV is computed before the verification decrypt, so corruption of the held
-    // output after this point is caught by KMS's own check.
-    let cdiv = ciphertext_data_integrity_value(
-        aad,
-        &metadata,
-        &sealed.iv,
-        &sealed.ciphertext,
-        &sealed.tag,
-    );
-    let check = km.decrypt(key, sealed.as_ref(), aad).await?;
-    if check.as_bytes() != plaintext {
-        return Err(KeyManagerError::new(
-            ErrorKind::Internal,
-            "verification decrypt did not return the plaintext just encrypted",
-        ));
-    }
     Ok(XksEncryption {
         sealed,
         metadata,
-        cdiv: Some(cdiv),
+        cdiv,
     })
 }
 
 /// Decrypts for an XKS Decrypt request: reads the key version from
 /// `ciphertextMetadata` (absent or foreign metadata is
-/// [`ErrorKind::InvalidCiphertext`]) and calls the key manager.
+/// [`ErrorKind::InvalidCiphertext`](crate::ErrorKind::InvalidCiphertext)) and calls the key manager.
 pub async fn decrypt_for_xks(
     km: &dyn KeyManager,
     key: &KeyId,

@@ -13,7 +13,7 @@ use cryptoki::session::{Session, SessionState, UserType};
 use cryptoki::slot::Slot;
 use cryptoki::types::AuthPin;
 use tokio::sync::oneshot;
-use xks_keymanager::{ErrorKind, KeyManagerError, KeyVersion, Sealed, gcm_aad};
+use xks_keymanager::{ErrorKind, KeyManagerError, KeyVersion, Sealed, gcm_aad, verify_round_trip};
 use xks_protocol::{KeyStatus, MetadataResponse, Plaintext};
 
 use crate::IvMode;
@@ -50,6 +50,12 @@ pub(crate) enum Request {
         plaintext: Plaintext,
         aad: Vec<u8>,
     },
+    /// Encrypt, CDIV over the output, verification decrypt: one job, one trip.
+    EncryptVerified {
+        label: String,
+        plaintext: Plaintext,
+        aad: Vec<u8>,
+    },
     Decrypt {
         label: String,
         version: KeyVersion,
@@ -65,6 +71,7 @@ pub(crate) enum Request {
 pub(crate) enum Reply {
     Metadata(MetadataResponse),
     Sealed(Sealed),
+    Verified(Sealed, [u8; 32]),
     Plaintext(Plaintext),
     Probed,
 }
@@ -595,6 +602,44 @@ impl Worker {
                     ciphertext: out.ciphertext,
                     tag: out.tag,
                 }))
+            }
+            Request::EncryptVerified {
+                label,
+                plaintext,
+                aad,
+            } => {
+                let entry = self.key(label, None)?;
+                // The verification decrypt needs DECRYPT too: an encrypt-only key
+                // fails before anything is encrypted.
+                entry
+                    .check(&settings, |a| a.encrypt && a.decrypt)
+                    .map_err(Failure::Final)?;
+                let (version, out) = self.seal(label, &entry, plaintext.as_bytes(), aad)?;
+                let sealed = Sealed {
+                    version,
+                    iv: out.iv.to_vec(),
+                    ciphertext: out.ciphertext,
+                    tag: out.tag,
+                };
+                // The CDIV is computed before the verification decrypt (fact sheet §5).
+                let cdiv = sealed.integrity_value(aad);
+                let Some(object) = entry.version(version) else {
+                    return Err(Failure::Final(internal("the version just used is gone")));
+                };
+                let gcm_aad = gcm_aad(aad, version).map_err(Failure::Final)?;
+                let session = self.session()?;
+                let check = gcm::decrypt(
+                    session,
+                    object.handle,
+                    &out.iv,
+                    &sealed.ciphertext,
+                    &sealed.tag,
+                    &gcm_aad,
+                )
+                .map_err(|e| gcm_failure(e, label))?;
+                verify_round_trip(check.as_bytes(), plaintext.as_bytes())
+                    .map_err(Failure::Final)?;
+                Ok(Reply::Verified(sealed, cdiv))
             }
             Request::Decrypt {
                 label,
