@@ -10,8 +10,10 @@ use crate::{Cli, Format, Selection, Settings, catalog, render};
 pub const EXIT_OK: u8 = 0;
 /// Exit status when a check failed, or the run was cut short by its deadline.
 pub const EXIT_FAILED: u8 = 1;
-/// Exit status for invalid settings or usage (including an unwritable `--junit` file).
-pub const EXIT_USAGE: u8 = 2;
+/// Exit status for invalid settings (including an unwritable `--junit` file):
+/// `EX_USAGE` of sysexits.h, as the other binaries of the toolkit. Command-line
+/// syntax errors are reported by the argument parser, with 2.
+pub const EXIT_USAGE: u8 = 64;
 
 /// Extra time past `--max-duration` before the application gives up on the run itself
 /// (the runner keeps to the deadline; this is a second guard).

@@ -10,17 +10,17 @@
 //!
 //! The secret comes from `XKS_SECRET_ACCESS_KEY` (or `--secret-access-key`, or the
 //! settings file). Exit status: 0 no check failed, 1 a check failed or the run was cut
-//! short, 2 invalid settings or usage. See `docs/conformance.md`.
+//! short, 64 invalid settings (2 for command-line syntax errors). See `docs/conformance.md`.
 
 use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::Parser as _;
 use xks_conformance::Cli;
-use xks_conformance::app::{self, EXIT_USAGE};
+use xks_conformance::app;
 
 fn main() -> ExitCode {
-    // Usage errors exit with 2, as clap does; `--help` and `--version` with 0.
+    // Command-line syntax errors exit with 2, as clap does; `--help` and `--version` with 0.
     let cli = Cli::parse();
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -29,7 +29,7 @@ fn main() -> ExitCode {
         Ok(runtime) => runtime,
         Err(e) => {
             eprintln!("error: cannot start the async runtime: {e}");
-            return ExitCode::from(EXIT_USAGE);
+            return ExitCode::FAILURE;
         }
     };
     let mut out = std::io::stdout().lock();
