@@ -9,6 +9,7 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 use std::sync::Arc;
 use tracing_subscriber::EnvFilter;
+use xks_keymanager::DisplayChain;
 use xks_server::config::LogFormat;
 use xks_server::demo::Demo;
 
@@ -119,7 +120,9 @@ pub(crate) async fn reload_on_sighup(path: PathBuf, app: Arc<App>) {
                 needs_restart = ?report.needs_restart,
                 "configuration reloaded"
             ),
-            Err(e) => tracing::error!(error = %chain(&e), "reload failed; previous state kept"),
+            Err(e) => {
+                tracing::error!(error = %DisplayChain(&e), "reload failed; previous state kept")
+            }
         }
     }
 }
@@ -136,18 +139,6 @@ pub(crate) fn fail(code: u8, message: impl fmt::Display) -> ExitCode {
     ExitCode::from(code)
 }
 
-/// An error and its sources, joined with `: `.
-pub(crate) fn chain(e: &dyn std::error::Error) -> String {
-    let mut out = e.to_string();
-    let mut source = e.source();
-    while let Some(s) = source {
-        out.push_str(": ");
-        out.push_str(&s.to_string());
-        source = s.source();
-    }
-    out
-}
-
 /// `xks-proxy demo`.
 pub(crate) async fn demo(listen: SocketAddr, json: bool) -> ExitCode {
     if !listen.ip().is_loopback() {
@@ -155,12 +146,12 @@ pub(crate) async fn demo(listen: SocketAddr, json: bool) -> ExitCode {
     }
     let demo = match Demo::prepare(listen) {
         Ok(demo) => demo,
-        Err(e) => return fail(1, chain(&e)),
+        Err(e) => return fail(1, DisplayChain(&e)),
     };
     let proxy =
         match Proxy::with_key_manager(&demo.config, &ProcessEnv, demo.key_manager.clone()).await {
             Ok(proxy) => proxy,
-            Err(e) => return fail(1, chain(&e)),
+            Err(e) => return fail(1, DisplayChain(&e)),
         };
     let monitor = proxy.app.health().spawn();
     let server = match Server::bind(&demo.config.server, proxy.tls, proxy.app).await {

@@ -18,6 +18,7 @@ use std::process::ExitCode;
 use std::sync::Arc;
 
 use clap::Parser as _;
+use xks_keymanager::DisplayChain;
 use xks_server::config::LogFormat;
 use xks_server::{Config, ProcessEnv, Proxy, Server};
 
@@ -48,7 +49,7 @@ fn main() -> ExitCode {
             runtime.block_on(async {
                 match Proxy::build(&cfg, &ProcessEnv).await {
                     Ok(proxy) => serve(&config, &cfg, proxy).await,
-                    Err(e) => cli::fail(EX_USAGE, format_args!("{}", cli::chain(&e))),
+                    Err(e) => cli::fail(EX_USAGE, format_args!("{}", DisplayChain(&e))),
                 }
             })
         }

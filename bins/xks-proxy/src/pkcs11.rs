@@ -13,7 +13,9 @@ use xks_pkcs11::{Pkcs11Admin, Usage};
 use xks_server::Config;
 use xks_server::config::BackendConfig;
 
-use crate::cli::{chain, fail, report};
+use xks_keymanager::DisplayChain;
+
+use crate::cli::{fail, report};
 
 #[derive(Debug, Subcommand)]
 pub(crate) enum Pkcs11Command {
@@ -83,7 +85,7 @@ pub(crate) enum UsageArg {
 pub(crate) fn run(command: Pkcs11Command) -> ExitCode {
     match execute(command) {
         Ok(code) => code,
-        Err(e) => fail(1, chain(&*e)),
+        Err(e) => fail(1, DisplayChain(&*e)),
     }
 }
 

@@ -10,7 +10,9 @@ use clap::{Subcommand, ValueEnum};
 use xks_protocol::KeyId;
 use xks_soft::{KdfParams, KeyInfo, KeyState, KeyStore, Unlock, Usage};
 
-use crate::cli::{chain, fail, report};
+use xks_keymanager::DisplayChain;
+
+use crate::cli::{fail, report};
 
 #[derive(Debug, Subcommand)]
 pub(crate) enum SoftCommand {
@@ -77,7 +79,7 @@ pub(crate) enum UsageArg {
 pub(crate) fn run(command: SoftCommand) -> ExitCode {
     match execute(command) {
         Ok(code) => code,
-        Err(e) => fail(1, chain(&*e)),
+        Err(e) => fail(1, DisplayChain(&*e)),
     }
 }
 

@@ -13,7 +13,9 @@ use xks_server::Config;
 use xks_server::config::BackendConfig;
 use xks_vault::{TransitKeyInfo, VaultAdmin};
 
-use crate::cli::{chain, fail, report};
+use xks_keymanager::DisplayChain;
+
+use crate::cli::{fail, report};
 
 #[derive(Debug, Subcommand)]
 pub(crate) enum VaultCommand {
@@ -51,7 +53,7 @@ pub(crate) struct KeyArgs {
 pub(crate) fn run(runtime: &tokio::runtime::Runtime, command: VaultCommand) -> ExitCode {
     match runtime.block_on(execute(command)) {
         Ok(code) => code,
-        Err(e) => fail(1, chain(&*e)),
+        Err(e) => fail(1, DisplayChain(&*e)),
     }
 }
 

@@ -51,6 +51,25 @@ pub struct KeyManagerError {
     source: Option<Box<dyn StdError + Send + Sync + 'static>>,
 }
 
+/// Displays an error and its whole source chain on one line (`a: b: c`), for the
+/// operator's logs. Nothing it prints is meant for clients.
+#[derive(Clone, Copy, Debug)]
+pub struct DisplayChain<'a>(pub &'a (dyn StdError + 'static));
+
+// === impl DisplayChain ===
+
+impl fmt::Display for DisplayChain<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", self.0)?;
+        let mut source = self.0.source();
+        while let Some(s) = source {
+            write!(f, ": {s}")?;
+            source = s.source();
+        }
+        Ok(())
+    }
+}
+
 // === impl ErrorKind ===
 
 impl ErrorKind {
@@ -178,6 +197,16 @@ impl StdError for KeyManagerError {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn display_chain_joins_every_source() {
+        let io = std::io::Error::other("socket closed");
+        let err = KeyManagerError::new(ErrorKind::Unavailable, "vault node 1").with_source(io);
+        assert_eq!(
+            DisplayChain(&err).to_string(),
+            "unavailable: vault node 1: socket closed"
+        );
+    }
 
     #[test]
     fn display_does_not_repeat_the_source() {

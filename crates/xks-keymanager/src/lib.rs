@@ -44,7 +44,7 @@ use std::fmt;
 use async_trait::async_trait;
 use xks_protocol::{HealthStatus, KeyId, MetadataResponse, Plaintext};
 
-pub use error::{ErrorKind, KeyManagerError};
+pub use error::{DisplayChain, ErrorKind, KeyManagerError};
 pub use ops::{XksEncryption, decrypt_for_xks, encrypt_for_xks};
 pub use version::{KeyVersion, gcm_aad};
 

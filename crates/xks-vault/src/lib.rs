@@ -232,9 +232,6 @@ mod transit;
 #[cfg_attr(docsrs, doc(cfg(feature = "testing")))]
 pub mod testing;
 
-use std::error::Error as StdError;
-use std::fmt;
-
 pub use admin::{ListedKey, TransitKeyInfo, VaultAdmin};
 pub use config::{
     AuthConfig, KeyConfig, KeyUsagePolicy, MAX_ADDRESSES, MAX_BATCH, SecretSource, TlsConfig,
@@ -244,19 +241,5 @@ pub use error::{ConfigError, Error, SecretError, TlsError, VaultError};
 pub use manager::{CoalescingStats, VaultKeyManager};
 pub use names::{ENCODED_NAME_PREFIX, default_transit_name, external_id_of, is_transit_key_name};
 
-/// Displays an error and its whole source chain on one line (`a: b: c`), for
-/// logs.
-#[derive(Debug)]
-pub struct DisplayChain<'a>(pub &'a (dyn StdError + 'static));
-
-impl fmt::Display for DisplayChain<'_> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}", self.0)?;
-        let mut source = self.0.source();
-        while let Some(s) = source {
-            write!(f, ": {s}")?;
-            source = s.source();
-        }
-        Ok(())
-    }
-}
+/// Displays an error and its whole source chain on one line (`a: b: c`), for logs.
+pub use xks_keymanager::DisplayChain;
