@@ -16,7 +16,7 @@ use xks_protocol::{
     DecryptRequest, DecryptResponse, EncryptRequest, EncryptResponse, ErrorName, HealthRequest,
     KeyId, Limits, MetadataRequest, Operation, OperationKind, RequestMetadata, Route, XksError,
 };
-use xks_sigv4::{SignedRequest, Verifier};
+use xks_sigv4::{Authenticated, SignedRequest, Verifier};
 
 use crate::health::HealthMonitor;
 use crate::rescue::Rejection;
@@ -52,15 +52,13 @@ pub enum KeyAccess {
 
 /// The fields of the one log line written per request.
 #[derive(Default)]
-struct RequestLog {
-    operation: &'static str,
+struct RequestLog<'a> {
+    ping: bool,
     kind: Option<OperationKind>,
-    tenant: Option<String>,
-    key_id: Option<String>,
-    kms_request_id: Option<String>,
-    kms_operation: Option<String>,
-    principal: Option<String>,
-    access_key_id: Option<String>,
+    tenant: Option<&'a str>,
+    key_id: Option<KeyId>,
+    metadata: Option<RequestMetadata>,
+    identity: Option<Authenticated>,
     detail: Option<String>,
 }
 
@@ -136,10 +134,10 @@ impl App {
         response
     }
 
-    async fn process<B>(
-        &self,
+    async fn process<'a, B>(
+        &'a self,
         req: Request<B>,
-        log: &mut RequestLog,
+        log: &mut RequestLog<'a>,
     ) -> Result<Response<Full<Bytes>>, Rejection>
     where
         B: hyper::body::Body<Data = Bytes> + Send,
@@ -148,7 +146,7 @@ impl App {
         let (parts, body) = req.into_parts();
         let path = parts.uri.path();
         if self.is_ping(path) {
-            log.operation = "Ping";
+            log.ping = true;
             return if matches!(parts.method, Method::GET | Method::HEAD) {
                 Ok(json_response(
                     StatusCode::OK,
@@ -162,7 +160,6 @@ impl App {
         // 1. Route: the prefix selects the tenant. Unknown paths are answered before
         //    authentication, since credentials are per prefix.
         let route = Route::parse(path).map_err(|e| Rejection::Xks(e.into()))?;
-        log.operation = route.operation().kind().as_str();
         log.kind = Some(route.operation().kind());
         let tenant = self.tenants.get(route.prefix()).ok_or_else(|| {
             Rejection::Xks(XksError::with_message(
@@ -170,10 +167,8 @@ impl App {
                 "no external key store is configured at this URI path prefix",
             ))
         })?;
-        log.tenant = Some(tenant.name.clone());
-        if let Some(key) = route.operation().key_id() {
-            log.key_id = Some(key.as_str().to_owned());
-        }
+        log.tenant = Some(&tenant.name);
+        log.key_id = route.operation().key_id().cloned();
         if parts.method != Method::POST {
             return Err(Rejection::MethodNotAllowed("POST"));
         }
@@ -211,26 +206,26 @@ impl App {
             .verifier
             .verify(&SignedRequest::from_parts(&parts, &body))
             .map_err(Rejection::Auth)?;
-        log.access_key_id = Some(identity.access_key_id().as_str().to_owned());
+        log.identity = Some(identity);
 
         // 5. Parse, check the key, call the key manager.
         let limits = &self.limits;
         let body = match route.operation() {
             Operation::Health => {
-                let req = parsed(HealthRequest::from_json(&body, limits), &body, log)?;
-                log.metadata(&req.request_metadata);
+                let mut req = parsed(HealthRequest::from_json(&body, limits), &body, log)?;
+                log.metadata = Some(std::mem::take(&mut req.request_metadata));
                 serde_json::to_vec(&self.health.response()?)
             }
             Operation::Metadata(key) => {
-                let req = parsed(MetadataRequest::from_json(&body, limits), &body, log)?;
-                log.metadata(&req.request_metadata);
+                let mut req = parsed(MetadataRequest::from_json(&body, limits), &body, log)?;
+                log.metadata = Some(std::mem::take(&mut req.request_metadata));
                 tenant.check_key(key)?;
                 let md = self.call(self.km.key_metadata(key)).await?;
                 serde_json::to_vec(&md)
             }
             Operation::Encrypt(key) => {
-                let req = parsed(EncryptRequest::from_json(&body, limits), &body, log)?;
-                log.metadata(&req.request_metadata);
+                let mut req = parsed(EncryptRequest::from_json(&body, limits), &body, log)?;
+                log.metadata = Some(std::mem::take(&mut req.request_metadata));
                 tenant.check_key(key)?;
                 let aad = req
                     .additional_authenticated_data
@@ -254,8 +249,8 @@ impl App {
                 })
             }
             Operation::Decrypt(key) => {
-                let req = parsed(DecryptRequest::from_json(&body, limits), &body, log)?;
-                log.metadata(&req.request_metadata);
+                let mut req = parsed(DecryptRequest::from_json(&body, limits), &body, log)?;
+                log.metadata = Some(std::mem::take(&mut req.request_metadata));
                 tenant.check_key(key)?;
                 let plaintext = self
                     .call(decrypt_for_xks(
@@ -309,7 +304,7 @@ impl App {
 fn parsed<T>(
     result: Result<T, XksError>,
     body: &[u8],
-    log: &mut RequestLog,
+    log: &mut RequestLog<'_>,
 ) -> Result<T, Rejection> {
     result.map_err(|e| {
         log.loose_metadata(body);
@@ -397,7 +392,7 @@ impl Tenant {
 
 // === impl RequestLog ===
 
-impl RequestLog {
+impl RequestLog<'_> {
     /// Reads the identifying `requestMetadata` fields of a body that failed
     /// validation, as far as it is JSON at all. Values are cut to 256 characters.
     fn loose_metadata(&mut self, body: &[u8]) {
@@ -415,16 +410,13 @@ impl RequestLog {
         }
         let cut = |v: Option<String>| v.map(|v| v.chars().take(256).collect::<String>());
         if let Ok(Loose { metadata: Some(md) }) = serde_json::from_slice(body) {
-            self.kms_request_id = cut(md.kms_request_id);
-            self.kms_operation = cut(md.kms_operation);
-            self.principal = cut(md.aws_principal_arn);
+            self.metadata = Some(RequestMetadata {
+                kms_request_id: cut(md.kms_request_id).unwrap_or_default(),
+                kms_operation: cut(md.kms_operation).unwrap_or_default(),
+                aws_principal_arn: cut(md.aws_principal_arn),
+                ..RequestMetadata::default()
+            });
         }
-    }
-
-    fn metadata(&mut self, md: &RequestMetadata) {
-        self.kms_request_id = Some(md.kms_request_id.clone());
-        self.kms_operation = Some(md.kms_operation.clone());
-        self.principal = md.aws_principal_arn.clone();
     }
 
     fn emit(&self, response: &Response<Full<Bytes>>, latency: Duration, peer: Option<SocketAddr>) {
@@ -438,15 +430,24 @@ impl RequestLog {
         } else {
             "error"
         };
+        let operation = match (self.ping, self.kind) {
+            (true, _) => "Ping",
+            (false, Some(kind)) => kind.as_str(),
+            (false, None) => "-",
+        };
+        let md = self.metadata.as_ref();
+        fn or_dash(s: &str) -> &str {
+            if s.is_empty() { "-" } else { s }
+        }
         tracing::info!(
             target: "xks::request",
-            kms_request_id = self.kms_request_id.as_deref().unwrap_or("-"),
-            operation = if self.operation.is_empty() { "-" } else { self.operation },
-            kms_operation = self.kms_operation.as_deref().unwrap_or("-"),
-            tenant = self.tenant.as_deref().unwrap_or("-"),
-            key_id = self.key_id.as_deref().unwrap_or("-"),
-            principal = self.principal.as_deref().unwrap_or("-"),
-            access_key_id = self.access_key_id.as_deref().unwrap_or("-"),
+            kms_request_id = md.map_or("-", |m| or_dash(&m.kms_request_id)),
+            operation,
+            kms_operation = md.map_or("-", |m| or_dash(&m.kms_operation)),
+            tenant = self.tenant.unwrap_or("-"),
+            key_id = self.key_id.as_ref().map_or("-", KeyId::as_str),
+            principal = md.and_then(|m| m.aws_principal_arn.as_deref()).unwrap_or("-"),
+            access_key_id = self.identity.as_ref().map_or("-", |i| i.access_key_id().as_str()),
             peer = %DisplayPeer(peer),
             outcome,
             status,
