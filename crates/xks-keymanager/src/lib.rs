@@ -229,3 +229,39 @@ impl fmt::Debug for SealedRef<'_> {
             .finish()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_verification_that_does_not_round_trip_is_internal() {
+        verify_round_trip(b"same", b"same").unwrap();
+        let err = verify_round_trip(b"other", b"same").unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::Internal);
+        assert_eq!(err.error_name(), xks_protocol::ErrorName::InternalException);
+    }
+
+    #[test]
+    fn integrity_value_covers_the_version_metadata() {
+        let sealed = Sealed {
+            version: KeyVersion::FIRST,
+            iv: vec![1; 12],
+            ciphertext: b"ct".to_vec(),
+            tag: [2; 16],
+        };
+        let expected = xks_protocol::ciphertext_data_integrity_value(
+            b"aad",
+            &KeyVersion::FIRST.to_metadata(),
+            &sealed.iv,
+            &sealed.ciphertext,
+            &sealed.tag,
+        );
+        assert_eq!(sealed.integrity_value(b"aad"), expected);
+        let rotated = Sealed {
+            version: KeyVersion::new(2).unwrap(),
+            ..sealed
+        };
+        assert_ne!(rotated.integrity_value(b"aad"), expected);
+    }
+}

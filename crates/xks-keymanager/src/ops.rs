@@ -6,14 +6,13 @@ use xks_protocol::{KeyId, Plaintext};
 
 use crate::{KeyManager, KeyManagerError, KeyVersion, Sealed, SealedRef};
 
-/// The result of [`encrypt_for_xks`]: the sealed output, its `ciphertextMetadata`,
-/// and the ciphertext data integrity value when one was requested.
+/// The result of [`encrypt_for_xks`]: the sealed output (its `ciphertextMetadata`
+/// is `sealed.version.to_metadata()`) and the ciphertext data integrity value
+/// when one was requested.
 #[derive(Clone, PartialEq, Eq)]
 pub struct XksEncryption {
     /// The key manager's output.
     pub sealed: Sealed,
-    /// The `ciphertextMetadata` naming the key version.
-    pub metadata: [u8; 5],
     /// SHA-256 over AAD, metadata, IV, ciphertext and tag (fact sheet §5).
     pub cdiv: Option<[u8; 32]>,
 }
@@ -40,12 +39,7 @@ pub async fn encrypt_for_xks(
     } else {
         (km.encrypt(key, plaintext, aad).await?, None)
     };
-    let metadata = sealed.version.to_metadata();
-    Ok(XksEncryption {
-        sealed,
-        metadata,
-        cdiv,
-    })
+    Ok(XksEncryption { sealed, cdiv })
 }
 
 /// Decrypts for an XKS Decrypt request: reads the key version from

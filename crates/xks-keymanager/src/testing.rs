@@ -514,7 +514,7 @@ pub async fn cdiv_and_verification_decrypt(f: &dyn Fixture) {
         let cdiv = out.cdiv.expect("CDIV requested");
         let expected = xks_protocol::ciphertext_data_integrity_value(
             aad,
-            &out.metadata,
+            &out.sealed.version.to_metadata(),
             &out.sealed.iv,
             &out.sealed.ciphertext,
             &out.sealed.tag,
@@ -523,7 +523,7 @@ pub async fn cdiv_and_verification_decrypt(f: &dyn Fixture) {
         let plain = crate::decrypt_for_xks(
             &*km,
             &f.key(KeyRole::Primary),
-            &out.metadata,
+            &out.sealed.version.to_metadata(),
             &out.sealed.iv,
             &out.sealed.ciphertext,
             &out.sealed.tag,

@@ -242,7 +242,7 @@ impl App {
                     .await?;
                 serde_json::to_vec(&EncryptResponse {
                     ciphertext: out.sealed.ciphertext,
-                    ciphertext_metadata: Some(out.metadata.to_vec()),
+                    ciphertext_metadata: Some(out.sealed.version.to_metadata().to_vec()),
                     initialization_vector: out.sealed.iv,
                     authentication_tag: out.sealed.tag,
                     ciphertext_data_integrity_value: out.cdiv,
