@@ -217,6 +217,15 @@ impl Pkcs11KeyManager {
         }
     }
 
+    /// The object label of `key` for a cryptographic call; a key disabled by
+    /// configuration is refused here, before any HSM work.
+    fn enabled_label(&self, key: &KeyId) -> Result<String, KeyManagerError> {
+        match self.label(key)? {
+            (_, true) => Err(disabled_by_config()),
+            (label, false) => Ok(label),
+        }
+    }
+
     /// Runs `request` on the first slot that can take it, healthy slots first,
     /// failing over on a full queue or an unavailable slot, all within
     /// `call_timeout`.
@@ -372,10 +381,7 @@ impl KeyManager for Pkcs11KeyManager {
         plaintext: &[u8],
         aad: &[u8],
     ) -> Result<Sealed, KeyManagerError> {
-        let (label, disabled) = self.label(key)?;
-        if disabled {
-            return Err(disabled_by_config());
-        }
+        let label = self.enabled_label(key)?;
         let request = Request::Encrypt {
             label,
             plaintext: Plaintext::new(plaintext.to_vec()),
@@ -395,10 +401,7 @@ impl KeyManager for Pkcs11KeyManager {
         plaintext: &[u8],
         aad: &[u8],
     ) -> Result<(Sealed, [u8; 32]), KeyManagerError> {
-        let (label, disabled) = self.label(key)?;
-        if disabled {
-            return Err(disabled_by_config());
-        }
+        let label = self.enabled_label(key)?;
         let request = Request::EncryptVerified {
             label,
             plaintext: Plaintext::new(plaintext.to_vec()),
@@ -416,10 +419,7 @@ impl KeyManager for Pkcs11KeyManager {
         sealed: SealedRef<'_>,
         aad: &[u8],
     ) -> Result<Plaintext, KeyManagerError> {
-        let (label, disabled) = self.label(key)?;
-        if disabled {
-            return Err(disabled_by_config());
-        }
+        let label = self.enabled_label(key)?;
         let invalid = |detail| KeyManagerError::new(ErrorKind::InvalidCiphertext, detail);
         let iv: [u8; IV_LEN] = sealed
             .iv
