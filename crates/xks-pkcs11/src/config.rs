@@ -27,6 +27,8 @@ use crate::keys::{parse_version_suffix, validate_label};
 /// sessions_per_slot = 4
 /// queue_depth = 256
 /// call_timeout = "200ms"
+/// module_restart_backoff = "1s"       # after device errors: restart the module, at most this often, doubling
+/// module_restart_backoff_max = "60s"
 /// canary_label = "xks-health-canary"
 ///
 /// [[backend.slots]]
@@ -112,6 +114,21 @@ pub struct Pkcs11Config {
     /// (default 5 s). A successful health probe ends it early.
     #[serde(default = "default_failover_backoff", with = "humantime_serde")]
     pub failover_backoff: Duration,
+
+    /// The wait between two restarts of a module (`C_Finalize`,
+    /// `C_Initialize`) after device errors that new sessions did not cure
+    /// (default 1 s). The first restart of a series runs at once; each further
+    /// one waits this long, doubled per restart, after the previous one. A call
+    /// that succeeds after the trouble ends the series.
+    #[serde(default = "default_module_restart_backoff", with = "humantime_serde")]
+    pub module_restart_backoff: Duration,
+
+    /// The longest wait between two restarts of a module (default 60 s).
+    #[serde(
+        default = "default_module_restart_backoff_max",
+        with = "humantime_serde"
+    )]
+    pub module_restart_backoff_max: Duration,
 
     /// The label of the health check key on every token (default
     /// `xks-health-canary`). It is never served to KMS.
@@ -219,6 +236,14 @@ fn default_failover_backoff() -> Duration {
     Duration::from_secs(5)
 }
 
+fn default_module_restart_backoff() -> Duration {
+    Duration::from_secs(1)
+}
+
+fn default_module_restart_backoff_max() -> Duration {
+    Duration::from_secs(60)
+}
+
 fn default_canary_label() -> String {
     Pkcs11Config::DEFAULT_CANARY_LABEL.to_owned()
 }
@@ -256,6 +281,8 @@ impl Pkcs11Config {
             call_timeout: default_call_timeout(),
             key_refresh_interval: default_key_refresh(),
             failover_backoff: default_failover_backoff(),
+            module_restart_backoff: default_module_restart_backoff(),
+            module_restart_backoff_max: default_module_restart_backoff_max(),
             canary_label: default_canary_label(),
             vendor: None,
         }
@@ -296,6 +323,16 @@ impl Pkcs11Config {
         }
         if self.call_timeout.is_zero() {
             return Err(Error::config("call_timeout must be more than zero"));
+        }
+        if self.module_restart_backoff.is_zero() {
+            return Err(Error::config(
+                "module_restart_backoff must be more than zero: a dead HSM must not be restarted in a loop",
+            ));
+        }
+        if self.module_restart_backoff_max < self.module_restart_backoff {
+            return Err(Error::config(
+                "module_restart_backoff_max must be at least module_restart_backoff",
+            ));
         }
         validate_label(&self.canary_label)
             .map_err(|what| Error::config(format!("canary_label: {what}")))?;
@@ -376,6 +413,11 @@ impl fmt::Debug for Pkcs11Config {
             .field("call_timeout", &self.call_timeout)
             .field("key_refresh_interval", &self.key_refresh_interval)
             .field("failover_backoff", &self.failover_backoff)
+            .field("module_restart_backoff", &self.module_restart_backoff)
+            .field(
+                "module_restart_backoff_max",
+                &self.module_restart_backoff_max,
+            )
             .field("canary_label", &self.canary_label)
             .field("vendor", &self.vendor)
             .finish()

@@ -237,7 +237,17 @@ impl fmt::Debug for Pkcs11CallError {
 
 impl fmt::Display for Pkcs11CallError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match &self.inner {
+        fmt::Display::fmt(&CallDisplay(&self.inner), f)
+    }
+}
+
+/// A borrowed cryptoki error shown as [`Pkcs11CallError`] shows it:
+/// `C_<function> returned CKR_<value>`.
+pub(crate) struct CallDisplay<'a>(pub(crate) &'a cryptoki::error::Error);
+
+impl fmt::Display for CallDisplay<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.0 {
             cryptoki::error::Error::Pkcs11(rv, function) => {
                 write!(f, "C_{function:?} returned {}", ckr_name(*rv))
             }

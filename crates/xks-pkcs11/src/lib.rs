@@ -98,6 +98,54 @@
 //! `C_DecryptInit` and `C_Decrypt` like a good decryption, and never closes a
 //! session or logs in again.
 //!
+//! ## Module restarts
+//!
+//! When **device errors outlast a new session** — the retry after the
+//! recovery above fails again with `CKR_DEVICE_ERROR`, `CKR_DEVICE_REMOVED`,
+//! `CKR_TOKEN_NOT_PRESENT` or `CKR_TOKEN_NOT_RECOGNIZED`, or opening the new
+//! session does, or the token found before is in no slot any more — the
+//! module's own state (its connection to the HSM) is taken to be broken, and
+//! the worker **restarts the module**: `C_Finalize`, then `C_Initialize`. Then
+//! it opens a session and tries the call a last time.
+//!
+//! - **One restarter.** A module is shared by every slot (and key manager)
+//!   that names it; one thread restarts it, and the others find it restarted
+//!   (their sessions, slot ids and key handles belong to the old generation and
+//!   are forgotten, exactly as after a re-initialization).
+//! - **Quiesced.** PKCS#11 leaves `C_Finalize` while other threads are in
+//!   calls undefined (SoftHSM crashes). Every worker makes its calls through
+//!   the module's call gate; a restart (and a re-initialization) closes the
+//!   gate, waits until no call of any slot on the module is in progress (at
+//!   most 5 s; past that it gives up until its next chance), and opens it
+//!   again after `C_Initialize`. A job that finds the gate closed waits for
+//!   the reset, at most `call_timeout` (its caller gives up then), and fails as
+//!   `Unavailable` after that.
+//! - **Backoff.** The first restart of a series runs at once; each further one
+//!   waits `module_restart_backoff` (default 1 s), doubled per restart, at most
+//!   `module_restart_backoff_max` (default 60 s), after the previous one. A call
+//!   that succeeds on a worker that had met the trouble ends the series.
+//!   Meanwhile calls fail fast as `Unavailable` (a dead HSM is not restarted in
+//!   a loop). Re-initializations after `CKR_CRYPTOKI_NOT_INITIALIZED` count in
+//!   the same series and wait the same way.
+//! - **Failover.** A slot that restarts its module is passed over for
+//!   `failover_backoff`, like a slot that failed, so traffic goes to the other
+//!   slots during the restart and the outage. A module shared by several slots
+//!   restarts for all of them: their sessions are opened again (and the login
+//!   made again) on their next call.
+//! - **Visible.** Each restart logs one warning with the module's path, the
+//!   failed call that caused it, the attempt number in the series and what
+//!   `C_Finalize` and `C_Initialize` returned (never the PIN), and counts in
+//!   [`SlotStats::module_restarts`] of the slot whose worker restarted it.
+//!
+//! A transient device error that a new session cures never restarts the
+//! module; nor does a token that was never found (a configuration error).
+//! [`Pkcs11Admin`] sessions do not go through the call gate: run operator
+//! commands in their own process (as the proxy's subcommands do), not beside a
+//! key manager whose module may restart.
+//!
+//! The tests (`tests/device_loss.rs`) drive all of this on SoftHSM2 through a
+//! fault-injecting module that wraps it (`crates/xks-pkcs11-faultwrap`).
+//!
 //! # Error mapping
 //!
 //! | Condition | [`ErrorKind`](xks_keymanager::ErrorKind) | XKS error |
@@ -106,7 +154,7 @@
 //! | `CKR_KEY_FUNCTION_NOT_PERMITTED`, `CKR_KEY_TYPE_INCONSISTENT`; the key's `CKA_ENCRYPT`/`CKA_DECRYPT` forbids the operation; not AES-256; extractable or not sensitive | `KeyUsage` | `InvalidKeyUsageException` |
 //! | key id not mapped, or no object with its label | `KeyNotFound` | `KeyNotFoundException` |
 //! | disabled by configuration or `CKA_END_DATE` | `KeyDisabled` | `InvalidStateException` |
-//! | session, device, token, module, login or PIN failure that the recovery above did not fix | `Unavailable` | `InternalException` (after failing over) |
+//! | session, device, token, module, login or PIN failure that the recovery above did not fix; a module restart in progress or in backoff | `Unavailable` | `InternalException` (after failing over) |
 //! | every slot's queue full | `Throttled` | `ThrottlingException` |
 //! | no answer within `call_timeout` | `Timeout` | `DependencyTimeoutException` |
 //! | anything else | `Internal` | `InternalException` |

@@ -14,7 +14,7 @@ use xks_protocol::{HealthStatus, KeyId, KeyStatus, MetadataResponse, Plaintext};
 
 use crate::config::PinSource;
 use crate::gcm::{IV_LEN, TAG_LEN};
-use crate::module::Module;
+use crate::module::{Module, ResetPolicy};
 use crate::pool::{self, Job, PushError, Reply, Request, Settings, SlotShared, Worker};
 use crate::{Error, Pkcs11Config};
 
@@ -55,6 +55,11 @@ pub struct SlotStats {
     pub logins: u64,
     /// Key lookups on the token (`C_FindObjects` for each version of a key).
     pub key_lookups: u64,
+    /// Restarts of the slot's module (`C_Finalize`, `C_Initialize`) made by
+    /// this slot's workers because device errors outlasted a new session. A
+    /// module shared by several slots restarts for all of them, and counts
+    /// in the slot that restarted it.
+    pub module_restarts: u64,
 }
 
 // === impl Pkcs11KeyManager ===
@@ -92,6 +97,13 @@ impl Pkcs11KeyManager {
             allow_extractable: config.allow_extractable_keys,
             key_refresh: config.key_refresh_interval,
             canary_label: config.canary_label.clone(),
+            failover_backoff: config.failover_backoff,
+            call_timeout: config.call_timeout,
+            reset: ResetPolicy {
+                backoff: config.module_restart_backoff,
+                backoff_max: config.module_restart_backoff_max,
+                quiesce: RESET_QUIESCE,
+            },
         });
         let mut slots = Vec::with_capacity(config.slots.len());
         let mut vendor = config.vendor.clone();
@@ -201,6 +213,7 @@ impl Pkcs11KeyManager {
                     sessions_lost: c.sessions_lost.load(Ordering::Relaxed),
                     logins: c.logins.load(Ordering::Relaxed),
                     key_lookups: c.key_lookups.load(Ordering::Relaxed),
+                    module_restarts: c.module_restarts.load(Ordering::Relaxed),
                 }
             })
             .collect()
@@ -351,6 +364,10 @@ impl Drop for Pkcs11KeyManager {
 
 /// How long dropping a key manager waits for its workers to exit.
 const SHUTDOWN_WAIT: Duration = Duration::from_secs(1);
+
+/// How long a module reset waits for the PKCS#11 calls in progress (of every
+/// slot on the module) to end before it gives up until its next chance.
+const RESET_QUIESCE: Duration = Duration::from_secs(5);
 
 #[async_trait]
 impl KeyManager for Pkcs11KeyManager {

@@ -1,8 +1,9 @@
 //! One slot's pool: a bounded job queue and the worker threads that own the
-//! slot's sessions, the key cache, and the recovery from lost sessions.
+//! slot's sessions, the key cache, and the recovery from lost sessions and
+//! broken modules.
 
 use std::collections::{HashMap, VecDeque};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex, PoisonError, RwLock};
 use std::time::{Duration, Instant};
 
@@ -18,10 +19,10 @@ use xks_protocol::{KeyStatus, MetadataResponse, Plaintext};
 
 use crate::IvMode;
 use crate::config::TokenSelector;
-use crate::error::Pkcs11CallError;
+use crate::error::{CallDisplay, Pkcs11CallError};
 use crate::gcm::{self, GcmError, GcmOutput, IV_LEN, TAG_LEN};
 use crate::keys::{self, CalendarDate, FindError, KeyAttrs};
-use crate::module::{self, Module};
+use crate::module::{self, Module, Reset, ResetError, ResetOutcome, ResetPolicy};
 
 /// What the health probe encrypts, and the AAD it binds.
 const PROBE_PLAINTEXT: &[u8] = b"xks-pkcs11 health probe";
@@ -38,6 +39,13 @@ pub(crate) struct Settings {
     pub(crate) allow_extractable: bool,
     pub(crate) key_refresh: Duration,
     pub(crate) canary_label: String,
+    /// How long a slot that restarts its module is passed over.
+    pub(crate) failover_backoff: Duration,
+    /// How long a job waits for a module reset in progress before it fails
+    /// (its caller gives up then anyway).
+    pub(crate) call_timeout: Duration,
+    /// When a module may be re-initialized or restarted.
+    pub(crate) reset: ResetPolicy,
 }
 
 /// A job for a worker thread.
@@ -113,6 +121,9 @@ pub(crate) struct SlotShared {
     pub(crate) queue: Queue,
     /// The slot id of the token, found by its label or serial.
     slot: Mutex<Option<Slot>>,
+    /// Whether the token was ever found: a token that vanishes after that is a
+    /// lost device, one never found is a configuration error.
+    token_seen: AtomicBool,
     /// `ekmFleetDetails[].model`.
     model: Mutex<String>,
     cache: RwLock<KeyCache>,
@@ -132,6 +143,8 @@ pub(crate) struct Counters {
     pub(crate) sessions_lost: AtomicU64,
     pub(crate) logins: AtomicU64,
     pub(crate) key_lookups: AtomicU64,
+    /// Module restarts (`C_Finalize`, `C_Initialize`) made by this slot's workers.
+    pub(crate) module_restarts: AtomicU64,
 }
 
 /// Key objects found on the token, by label of version 1.
@@ -163,6 +176,13 @@ struct KeyObject {
 pub(crate) struct Worker {
     shared: Arc<SlotShared>,
     session: Option<(Session, u64)>,
+    /// The module generation when this worker last entered the call gate: a
+    /// reset asked for after a failure there is not needed if the generation
+    /// moved on since.
+    seen_generation: u64,
+    /// A call failed and was recovered from since the last success: the next
+    /// success tells the module it is cured (its reset backoff starts over).
+    troubled: bool,
 }
 
 /// Why one attempt at a job failed.
@@ -172,8 +192,23 @@ enum Failure {
         error: cryptoki::error::Error,
         label: Option<String>,
     },
+    /// The token, found before, is in none of the module's slots now: like
+    /// `CKR_TOKEN_NOT_PRESENT`, a lost device (many modules only look for
+    /// tokens in `C_Initialize`).
+    TokenGone(KeyManagerError),
     /// The answer is final.
     Final(KeyManagerError),
+}
+
+/// How far the recovery of one job has gone.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Step {
+    /// Nothing tried yet.
+    First,
+    /// One recovery (a new session, a login...) was tried.
+    Recovered,
+    /// The module was restarted: no further recovery.
+    Restarted,
 }
 
 /// What to do about a failed call before trying again.
@@ -188,6 +223,9 @@ enum Recovery {
     Relookup,
     /// The session is stuck in another operation: close it and open another.
     Restart,
+    /// Device errors outlasted a new session: finalize and initialize the
+    /// module, then open another session.
+    RestartModule,
     /// Nothing helps.
     None,
 }
@@ -268,6 +306,7 @@ impl SlotShared {
             settings,
             queue: Queue::new(queue_depth),
             slot: Mutex::new(None),
+            token_seen: AtomicBool::new(false),
             model: Mutex::new(model),
             cache: RwLock::new(KeyCache {
                 generation: 0,
@@ -378,15 +417,21 @@ impl SlotShared {
             .find_slot(&self.selector)
             .map_err(|error| Failure::Call { error, label: None })?;
         let Some((slot, info)) = found else {
-            return Err(Failure::Final(KeyManagerError::new(
+            let error = KeyManagerError::new(
                 ErrorKind::Unavailable,
                 format!(
                     "no slot of PKCS#11 module {} holds the token with {}",
                     self.module.path().display(),
                     self.selector
                 ),
-            )));
+            );
+            return Err(if self.token_seen.load(Ordering::Relaxed) {
+                Failure::TokenGone(error)
+            } else {
+                Failure::Final(error)
+            });
         };
+        self.token_seen.store(true, Ordering::Relaxed);
         *self.model.lock().unwrap_or_else(PoisonError::into_inner) = module::model_of(&info);
         *self.slot.lock().unwrap_or_else(PoisonError::into_inner) = Some(slot);
         Ok(slot)
@@ -499,6 +544,8 @@ impl Worker {
         Self {
             shared,
             session: None,
+            seen_generation: 0,
+            troubled: false,
         }
     }
 
@@ -507,7 +554,7 @@ impl Worker {
         // Open the session before the first job, so it does not wait for it. On
         // failure the first job tries again, and recovers or reports.
         if self.shared.is_up() {
-            let _ = self.session();
+            let _ = self.gated(|worker| worker.session().map(|_| ()));
         }
         while let Some(job) = self.shared.queue.pop() {
             // The caller gave up (deadline passed): do not spend the HSM on it.
@@ -521,47 +568,103 @@ impl Worker {
         self.close();
     }
 
-    /// Closes the session, if it is still of the current generation.
+    /// Closes the session, if it is still of the current generation. A session
+    /// of a module being reset dies with the reset, unclosed.
     pub(crate) fn close(&mut self) {
+        let module = self.shared.module.clone();
+        let Some(_call) = module.enter(Duration::ZERO) else {
+            return;
+        };
         if let Some((session, generation)) = self.session.take()
-            && generation == self.shared.module.generation()
+            && generation == module.generation()
         {
             // Closing at shutdown: a failure changes nothing.
             let _ = session.close();
         }
     }
 
+    /// Runs `f`, which makes PKCS#11 calls, through the module's call gate.
+    /// While the module is being reset it waits, at most `call_timeout`, then
+    /// fails as `Unavailable`.
+    fn gated<T>(&mut self, f: impl FnOnce(&mut Self) -> Result<T, Failure>) -> Result<T, Failure> {
+        let module = self.shared.module.clone();
+        let Some(_call) = module.enter(self.shared.settings.call_timeout) else {
+            return Err(Failure::Final(KeyManagerError::new(
+                ErrorKind::Unavailable,
+                format!(
+                    "PKCS#11 slot {} cannot serve: its module is being reset",
+                    self.shared.node_id
+                ),
+            )));
+        };
+        self.seen_generation = module.generation();
+        f(self)
+    }
+
     /// Runs one request, recovering once from a lost session, module, login or
-    /// key handle.
+    /// key handle; when device errors outlast that recovery, restarting the
+    /// module and trying a last time.
     pub(crate) fn handle(&mut self, request: &Request) -> Result<Reply, KeyManagerError> {
         self.shared
             .counters
             .requests
             .fetch_add(1, Ordering::Relaxed);
-        let mut recovered = false;
+        let mut step = Step::First;
         loop {
-            let (error, label) = match self.attempt(request) {
-                Ok(reply) => return Ok(reply),
-                Err(Failure::Final(e)) => return Err(e),
-                Err(Failure::Call { error, label }) => (error, label),
+            let failure = match self.gated(|worker| worker.attempt(request)) {
+                Ok(reply) => {
+                    if std::mem::take(&mut self.troubled) {
+                        self.shared.module.cured();
+                    }
+                    return Ok(reply);
+                }
+                Err(failure) => failure,
             };
-            let recovery = classify(&error);
-            if recovered || recovery == Recovery::None {
-                return Err(map_error(error, &self.shared.node_id));
+            let recovery = match (step, failure.recovery()) {
+                (_, Recovery::None) => return Err(failure.into_final(&self.shared.node_id)),
+                (Step::First, recovery) => recovery,
+                (Step::Recovered, _) if failure.is_device_loss() => Recovery::RestartModule,
+                _ => return Err(failure.into_final(&self.shared.node_id)),
+            };
+            self.troubled = true;
+            let reason = failure.reason();
+            self.log_recovery(&reason, recovery);
+            step = match recovery {
+                Recovery::RestartModule => Step::Restarted,
+                _ => Step::Recovered,
+            };
+            let label = failure.into_label();
+            if let Err(failure) = self.recover(recovery, label.as_deref(), &reason) {
+                if step != Step::Recovered || !failure.is_device_loss() {
+                    return Err(failure.into_unavailable(&self.shared.node_id));
+                }
+                // A new session failed the same way: the module itself is broken.
+                step = Step::Restarted;
+                let reason = failure.reason();
+                self.log_recovery(&reason, Recovery::RestartModule);
+                self.recover(Recovery::RestartModule, None, &reason)
+                    .map_err(|failure| failure.into_unavailable(&self.shared.node_id))?;
             }
-            recovered = true;
+        }
+    }
+
+    /// One warn line per recovery from a failed call; a module restart is only
+    /// asked for here (at debug level): the module logs the restart itself, and
+    /// during an outage most requests find it in backoff.
+    fn log_recovery(&self, reason: &str, recovery: Recovery) {
+        if recovery == Recovery::RestartModule {
+            tracing::debug!(
+                slot = %self.shared.node_id,
+                error = %reason,
+                "PKCS#11 device errors outlasted a new session; asking for a module restart"
+            );
+        } else {
             tracing::warn!(
                 slot = %self.shared.node_id,
-                error = %Pkcs11CallError::new(error),
+                error = %reason,
                 ?recovery,
                 "PKCS#11 call failed; recovering and trying once more"
             );
-            if let Err(failure) = self.recover(recovery, label.as_deref()) {
-                return Err(match failure {
-                    Failure::Final(e) => e,
-                    Failure::Call { error, .. } => unavailable(error, &self.shared.node_id),
-                });
-            }
         }
     }
 
@@ -862,7 +965,14 @@ impl Worker {
         }
     }
 
-    fn recover(&mut self, recovery: Recovery, label: Option<&str>) -> Result<(), Failure> {
+    /// Carries out `recovery` after a call failed for `reason`. Module resets
+    /// run outside the call gate, everything else through it.
+    fn recover(
+        &mut self,
+        recovery: Recovery,
+        label: Option<&str>,
+        reason: &str,
+    ) -> Result<(), Failure> {
         match recovery {
             Recovery::Reopen => {
                 self.drop_session();
@@ -870,18 +980,15 @@ impl Worker {
                 // If the module was re-initialized behind our back, handle
                 // numbers may now name other objects: never use them again.
                 self.shared.clear_cache();
-                self.session().map(|_| ())
+                self.gated(|worker| worker.session().map(|_| ()))
             }
             Recovery::Reinitialize => {
-                let seen = self.shared.module.generation();
-                self.drop_session();
-                self.shared.forget_slot();
-                self.shared.clear_cache();
-                self.shared
-                    .module
-                    .reinitialize(seen)
-                    .map_err(|error| Failure::Call { error, label: None })?;
-                self.session().map(|_| ())
+                self.reset_module(Reset::Reinitialize, reason)?;
+                self.gated(|worker| worker.session().map(|_| ()))
+            }
+            Recovery::RestartModule => {
+                self.reset_module(Reset::Restart, reason)?;
+                self.gated(|worker| worker.session().map(|_| ()))
             }
             Recovery::Relookup => {
                 match label {
@@ -889,24 +996,56 @@ impl Worker {
                     None => self.shared.clear_cache(),
                 }
                 // A lost login shows as invalid handles: log in again first.
-                if let Some((session, _)) = &self.session {
-                    self.ensure_login(session)?;
-                }
-                Ok(())
+                self.gated(|worker| match &worker.session {
+                    Some((session, _)) => worker.ensure_login(session),
+                    None => Ok(()),
+                })
             }
-            Recovery::Restart => {
-                if let Some((session, generation)) = self.session.take() {
-                    self.shared
+            Recovery::Restart => self.gated(|worker| {
+                if let Some((session, generation)) = worker.session.take() {
+                    worker
+                        .shared
                         .counters
                         .sessions_lost
                         .fetch_add(1, Ordering::Relaxed);
-                    if generation == self.shared.module.generation() {
+                    if generation == worker.shared.module.generation() {
                         let _ = session.close();
                     }
                 }
-                self.session().map(|_| ())
-            }
+                worker.session().map(|_| ())
+            }),
             Recovery::None => Ok(()),
+        }
+    }
+
+    /// Re-initializes or restarts the slot's module (unless another worker just
+    /// did), forgetting this worker's session, the slot id and the cached keys.
+    /// The caller holds no call gate guard.
+    fn reset_module(&mut self, kind: Reset, reason: &str) -> Result<(), Failure> {
+        let shared = self.shared.clone();
+        let seen = self.seen_generation;
+        self.drop_session();
+        shared.forget_slot();
+        shared.clear_cache();
+        if kind == Reset::Restart {
+            // Other slots serve while this one restarts its module.
+            shared.mark_down(shared.settings.failover_backoff);
+        }
+        match shared
+            .module
+            .reset(kind, seen, &reason, &shared.settings.reset)
+        {
+            Ok(ResetOutcome::Done { .. }) => {
+                if kind == Reset::Restart {
+                    shared
+                        .counters
+                        .module_restarts
+                        .fetch_add(1, Ordering::Relaxed);
+                }
+                Ok(())
+            }
+            Ok(ResetOutcome::AlreadyDone) => Ok(()),
+            Err(e) => Err(Failure::Final(reset_failed(e, &shared.node_id))),
         }
     }
 
@@ -925,6 +1064,60 @@ impl Worker {
 impl Drop for Worker {
     fn drop(&mut self) {
         self.close();
+    }
+}
+
+// === impl Failure ===
+
+impl Failure {
+    /// The recovery this failure calls for.
+    fn recovery(&self) -> Recovery {
+        match self {
+            Self::Call { error, .. } => classify(error),
+            Self::TokenGone(_) => Recovery::Reopen,
+            Self::Final(_) => Recovery::None,
+        }
+    }
+
+    /// Whether the device (or the module's connection to it) is lost: the
+    /// failures that restart the module when a new session does not cure them.
+    fn is_device_loss(&self) -> bool {
+        match self {
+            Self::Call { error, .. } => is_device_loss(error),
+            Self::TokenGone(_) => true,
+            Self::Final(_) => false,
+        }
+    }
+
+    /// What failed, for the logs.
+    fn reason(&self) -> String {
+        match self {
+            Self::Call { error, .. } => CallDisplay(error).to_string(),
+            Self::TokenGone(e) | Self::Final(e) => e.to_string(),
+        }
+    }
+
+    fn into_label(self) -> Option<String> {
+        match self {
+            Self::Call { label, .. } => label,
+            Self::TokenGone(_) | Self::Final(_) => None,
+        }
+    }
+
+    /// The error of a failure no recovery is tried for.
+    fn into_final(self, node_id: &str) -> KeyManagerError {
+        match self {
+            Self::Call { error, .. } => map_error(error, node_id),
+            Self::TokenGone(e) | Self::Final(e) => e,
+        }
+    }
+
+    /// The error of a failed recovery: the slot cannot serve.
+    fn into_unavailable(self, node_id: &str) -> KeyManagerError {
+        match self {
+            Self::Call { error, .. } => unavailable(error, node_id),
+            Self::TokenGone(e) | Self::Final(e) => e,
+        }
     }
 }
 
@@ -948,6 +1141,22 @@ fn classify(error: &cryptoki::error::Error) -> Recovery {
         RvError::OperationActive => Recovery::Restart,
         _ => Recovery::None,
     }
+}
+
+/// Whether a failed call says the device is lost (or the module's connection
+/// to it): `CKR_DEVICE_ERROR`, `CKR_DEVICE_REMOVED`, `CKR_TOKEN_NOT_PRESENT`,
+/// `CKR_TOKEN_NOT_RECOGNIZED`.
+fn is_device_loss(error: &cryptoki::error::Error) -> bool {
+    matches!(
+        error,
+        cryptoki::error::Error::Pkcs11(
+            RvError::DeviceError
+                | RvError::DeviceRemoved
+                | RvError::TokenNotPresent
+                | RvError::TokenNotRecognized,
+            _
+        )
+    )
 }
 
 fn is_pin_problem(error: &cryptoki::error::Error) -> bool {
@@ -1012,6 +1221,18 @@ fn unavailable(error: cryptoki::error::Error, node_id: &str) -> KeyManagerError 
     .with_source(Pkcs11CallError::new(error))
 }
 
+/// The error of a module reset that did not happen or failed.
+fn reset_failed(error: ResetError, node_id: &str) -> KeyManagerError {
+    let detail = format!("PKCS#11 slot {node_id} cannot serve: {error}");
+    match error {
+        ResetError::Initialize(source) => KeyManagerError::new(ErrorKind::Unavailable, detail)
+            .with_source(Pkcs11CallError::new(source)),
+        ResetError::Backoff { .. } | ResetError::Busy => {
+            KeyManagerError::new(ErrorKind::Unavailable, detail)
+        }
+    }
+}
+
 fn gcm_failure(error: GcmError, label: &str) -> Failure {
     match error {
         GcmError::Call(error) => Failure::Call {
@@ -1043,9 +1264,9 @@ pub(crate) fn startup_refusal(
     label: &str,
     allow_extractable: bool,
 ) -> Result<Option<&'static str>, KeyManagerError> {
-    match worker.key(label, None) {
+    let node_id = worker.shared.node_id.clone();
+    match worker.gated(|worker| worker.key(label, None)) {
         Ok(entry) => Ok(entry.refusal(allow_extractable)),
-        Err(Failure::Final(e)) => Err(e),
-        Err(Failure::Call { error, .. }) => Err(map_error(error, &worker.shared.node_id)),
+        Err(failure) => Err(failure.into_final(&node_id)),
     }
 }

@@ -23,6 +23,8 @@ fn minimal_config_gets_defaults() {
     assert_eq!(config.sessions_per_slot, 4);
     assert_eq!(config.queue_depth, 256);
     assert_eq!(config.call_timeout, Duration::from_millis(200));
+    assert_eq!(config.module_restart_backoff, Duration::from_secs(1));
+    assert_eq!(config.module_restart_backoff_max, Duration::from_secs(60));
     assert_eq!(config.canary_label, "xks-health-canary");
     assert_eq!(
         config.slots[0].selector().unwrap(),
@@ -44,6 +46,8 @@ queue_depth = 64
 call_timeout = "150ms"
 key_refresh_interval = "5m"
 failover_backoff = "2s"
+module_restart_backoff = "500ms"
+module_restart_backoff_max = "5m"
 canary_label = "canary"
 vendor = "Acme HSM"
 
@@ -69,6 +73,8 @@ disabled = true
     assert_eq!(config.iv_mode, IvMode::HsmWritesBack);
     assert_eq!(config.call_timeout, Duration::from_millis(150));
     assert_eq!(config.key_refresh_interval, Duration::from_secs(300));
+    assert_eq!(config.module_restart_backoff, Duration::from_millis(500));
+    assert_eq!(config.module_restart_backoff_max, Duration::from_secs(300));
     assert_eq!(
         config.pin_of(&config.slots[0]).unwrap(),
         PinSource::File("/run/secrets/pin".into())
@@ -145,6 +151,14 @@ fn invalid_configs_say_what_is_wrong() {
         (
             "module = \"/m.so\"\npin_env = \"P\"\ncall_timeout = \"0s\"\n[[slots]]\ntoken_label = \"x\"",
             "call_timeout",
+        ),
+        (
+            "module = \"/m.so\"\npin_env = \"P\"\nmodule_restart_backoff = \"0s\"\n[[slots]]\ntoken_label = \"x\"",
+            "module_restart_backoff must be more than zero",
+        ),
+        (
+            "module = \"/m.so\"\npin_env = \"P\"\nmodule_restart_backoff = \"2m\"\n[[slots]]\ntoken_label = \"x\"",
+            "module_restart_backoff_max must be at least",
         ),
         (
             "module = \"/m.so\"\npin_env = \"P\"\n[[slots]]\ntoken_label = \"x\"\n[[keys]]\nid = \"a\"\n[[keys]]\nid = \"a\"",
