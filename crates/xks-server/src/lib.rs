@@ -21,6 +21,7 @@
 
 mod app;
 pub mod config;
+mod conn;
 pub mod demo;
 pub mod devpki;
 mod health;

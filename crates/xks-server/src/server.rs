@@ -1,15 +1,10 @@
 //! Listeners: accept, TLS handshake, HTTP/1.1 and HTTP/2, graceful shutdown.
 
-use std::convert::Infallible;
 use std::io;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use hyper::body::Incoming;
-use hyper::service::service_fn;
-use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
-use hyper_util::server::conn::auto;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{Semaphore, watch};
 use tokio::task::JoinSet;
@@ -17,6 +12,7 @@ use tokio_rustls::TlsAcceptor;
 
 use crate::app::App;
 use crate::config::ServerConfig;
+use crate::conn::{self, ConnSettings, Protocol, Role, stopped};
 
 /// Bound listeners, ready to serve.
 pub struct Server {
@@ -25,22 +21,10 @@ pub struct Server {
     ping: Option<TcpListener>,
     tls: Option<TlsAcceptor>,
     handshake_timeout: Duration,
+    idle_timeout: Duration,
     shutdown_grace: Duration,
     max_connections: usize,
     connections: Arc<Semaphore>,
-}
-
-/// Resolves once shutdown has been requested.
-async fn stopped(stop: &mut watch::Receiver<bool>) {
-    // An error means the sender is gone, which also means stop.
-    let _ = stop.wait_for(|s| *s).await.map(|_| ());
-}
-
-/// Which service a listener offers.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum Role {
-    Api,
-    PingOnly,
 }
 
 // === impl Server ===
@@ -67,6 +51,7 @@ impl Server {
             ping,
             tls: tls.map(TlsAcceptor::from),
             handshake_timeout: config.handshake_timeout,
+            idle_timeout: config.idle_timeout,
             shutdown_grace: config.shutdown_grace,
             max_connections: config.max_connections,
             connections: Arc::new(Semaphore::new(config.max_connections)),
@@ -89,7 +74,7 @@ impl Server {
         let (stop_tx, stop_rx) = watch::channel(false);
         let mut acceptors = JoinSet::new();
         let shared = Arc::new(Shared {
-            app: self.app,
+            conn: ConnSettings::new(self.app, self.handshake_timeout, self.idle_timeout),
             tls: self.tls,
             handshake_timeout: self.handshake_timeout,
             connections: Arc::clone(&self.connections),
@@ -140,7 +125,7 @@ impl std::fmt::Debug for Server {
 }
 
 struct Shared {
-    app: Arc<App>,
+    conn: ConnSettings,
     tls: Option<TlsAcceptor>,
     handshake_timeout: Duration,
     connections: Arc<Semaphore>,
@@ -183,33 +168,15 @@ async fn accept_loop(
 
 async fn serve_connection(stream: TcpStream, peer: SocketAddr, role: Role, shared: &Shared) {
     let _ = stream.set_nodelay(true);
-    let app = Arc::clone(&shared.app);
-    let service = service_fn(move |req: hyper::Request<Incoming>| {
-        let app = Arc::clone(&app);
-        async move {
-            if role == Role::PingOnly && !app.is_ping(req.uri().path()) {
-                return Ok::<_, Infallible>(not_found());
-            }
-            Ok(app.handle(req, Some(peer)).await)
-        }
-    });
-    let mut builder = auto::Builder::new(TokioExecutor::new());
-    builder
-        .http1()
-        .timer(TokioTimer::new())
-        .header_read_timeout(shared.handshake_timeout)
-        .keep_alive(true);
-    builder
-        .http2()
-        .timer(TokioTimer::new())
-        .max_concurrent_streams(256);
-
+    let stop = shared.stop.clone();
     match (&shared.tls, role) {
         (Some(tls), Role::Api) => {
-            let stream = match tokio::time::timeout(shared.handshake_timeout, tls.accept(stream))
-                .await
-            {
-                Ok(Ok(stream)) => stream,
+            // The handshake state and the TLS stream (rustls keeps over 1 KiB inline)
+            // live on the heap, outside the task, whose size every connection pays
+            // for its whole life.
+            let handshake = Box::pin(tls.accept(stream));
+            let stream = match tokio::time::timeout(shared.handshake_timeout, handshake).await {
+                Ok(Ok(stream)) => Box::new(stream),
                 Ok(Err(e)) => {
                     tracing::info!(target: "xks::tls", %peer, error = %e, "TLS handshake failed");
                     return;
@@ -219,48 +186,13 @@ async fn serve_connection(stream: TcpStream, peer: SocketAddr, role: Role, share
                     return;
                 }
             };
-            drive(
-                builder.serve_connection(TokioIo::new(stream), service),
-                shared.stop.clone(),
-            )
-            .await;
+            let protocol = match stream.get_ref().1.alpn_protocol() {
+                Some(b"h2") => Protocol::Http2,
+                Some(_) => Protocol::Http1,
+                None => Protocol::Detect,
+            };
+            conn::serve(stream, protocol, peer, role, &shared.conn, stop).await;
         }
-        _ => {
-            drive(
-                builder.serve_connection(TokioIo::new(stream), service),
-                shared.stop.clone(),
-            )
-            .await
-        }
+        _ => conn::serve(stream, Protocol::Detect, peer, role, &shared.conn, stop).await,
     }
-}
-
-/// Serves one connection until it ends, or until shutdown asks it to finish its
-/// in-flight requests and close.
-async fn drive<I, S>(
-    conn: auto::Connection<'_, I, S, TokioExecutor>,
-    mut stop: watch::Receiver<bool>,
-) where
-    S: hyper::service::Service<
-            hyper::Request<Incoming>,
-            Response = hyper::Response<http_body_util::Full<bytes::Bytes>>,
-        >,
-    S::Future: Send + 'static,
-    S::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
-    I: hyper::rt::Read + hyper::rt::Write + Unpin + Send + 'static,
-{
-    tokio::pin!(conn);
-    tokio::select! {
-        _ = conn.as_mut() => {}
-        () = stopped(&mut stop) => {
-            conn.as_mut().graceful_shutdown();
-            let _ = conn.await;
-        }
-    }
-}
-
-fn not_found() -> hyper::Response<http_body_util::Full<bytes::Bytes>> {
-    let mut response = hyper::Response::new(http_body_util::Full::new(bytes::Bytes::new()));
-    *response.status_mut() = http::StatusCode::NOT_FOUND;
-    response
 }
