@@ -8,7 +8,10 @@ memory (VmRSS / VmHWM from /proc) while
      over HTTP/1.1 keep-alive, and then stays idle;
   2. one connection streams a 300 MB body without SigV4 credentials.
 
-Usage: scripts/bench-memory.py [--connections N] [--body-mb M] [--binary PATH]
+Usage: scripts/bench-memory.py [--connections N] [--body-mb M] [--binary PATH] [--http2]
+
+With --http2 the idle connections negotiate HTTP/2 (ALPN h2) and each sends one GET of
+the ping path (a minimal HTTP/2 client below: the standard library has none).
 Everything targets loopback and is bounded in count and time.
 """
 
@@ -83,6 +86,53 @@ async def open_idle(n, port, context, request, batch=200):
     return conns
 
 
+H2_PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
+
+
+def h2_frame(kind, flags, stream, payload=b""):
+    return len(payload).to_bytes(3, "big") + bytes([kind, flags]) + stream.to_bytes(4, "big") + payload
+
+
+def h2_ping_request(path, authority):
+    """The connection preface, empty SETTINGS, and a GET on stream 1 (HPACK: :method GET
+    and :scheme https from the static table, :path and :authority as literals)."""
+
+    def literal(name_index, value):
+        value = value.encode()
+        return bytes([name_index, len(value)]) + value
+
+    block = b"\x82\x87" + literal(4, path) + literal(1, authority)
+    return H2_PREFACE + h2_frame(0x4, 0, 0) + h2_frame(0x1, 0x5, 1, block)
+
+
+async def open_idle_h2(n, port, context, request, batch=200):
+    """Like open_idle, over HTTP/2: waits for the end of stream 1 (and acknowledges the
+    server's SETTINGS), then leaves the connection open and idle."""
+    conns = []
+    for start in range(0, n, batch):
+        async def one():
+            reader, writer = await asyncio.wait_for(
+                asyncio.open_connection("127.0.0.1", port, ssl=context, server_hostname="localhost"),
+                timeout=30,
+            )
+            assert writer.get_extra_info("ssl_object").selected_alpn_protocol() == "h2"
+            writer.write(request)
+            while True:
+                head = await asyncio.wait_for(reader.readexactly(9), timeout=30)
+                length, kind, flags = int.from_bytes(head[:3], "big"), head[3], head[4]
+                stream = int.from_bytes(head[5:9], "big") & 0x7FFFFFFF
+                await asyncio.wait_for(reader.readexactly(length), timeout=30)
+                if kind == 0x4 and not flags & 0x1:
+                    writer.write(h2_frame(0x4, 0x1, 0))
+                if stream == 1 and kind in (0x0, 0x1) and flags & 0x1:
+                    break
+            await writer.drain()
+            return reader, writer
+
+        conns += await asyncio.gather(*(one() for _ in range(min(batch, n - start))))
+    return conns
+
+
 async def huge_body(port, context, info, megabytes):
     reader, writer = await asyncio.open_connection(
         "127.0.0.1", port, ssl=context, server_hostname="localhost"
@@ -118,6 +168,7 @@ async def main():
     parser.add_argument("--connections", type=int, default=10_000)
     parser.add_argument("--body-mb", type=int, default=300)
     parser.add_argument("--binary", default="target/release/xks-proxy")
+    parser.add_argument("--http2", action="store_true", help="idle connections over HTTP/2")
     args = parser.parse_args()
 
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
@@ -148,11 +199,17 @@ async def main():
         )
         base = rss_kib(proc.pid)
         started = time.time()
-        conns = await open_idle(args.connections, port, context, request)
+        if args.http2:
+            h2_context = ssl.create_default_context(cafile=info["ca_certificate"])
+            h2_context.set_alpn_protocols(["h2"])
+            ping = h2_ping_request("/ping", f"localhost:{port}")
+            conns = await open_idle_h2(args.connections, port, h2_context, ping)
+        else:
+            conns = await open_idle(args.connections, port, context, request)
         await asyncio.sleep(1)
         idle = rss_kib(proc.pid)
         print(
-            f"idle keep-alive connections: {len(conns)} opened in {time.time() - started:.1f} s; "
+            f"idle keep-alive {'HTTP/2' if args.http2 else 'HTTP/1.1'} connections: {len(conns)} opened in {time.time() - started:.1f} s; "
             f"proxy RSS {base / 1024:.1f} MiB -> {idle / 1024:.1f} MiB "
             f"(+{(idle - base) / 1024:.1f} MiB, {(idle - base) * 1024 / max(len(conns), 1):.0f} bytes each)"
         )
