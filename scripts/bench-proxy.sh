@@ -10,7 +10,7 @@
 # (Encrypt only, then Decrypt only). Encrypt is an XKS Encrypt of a 32-byte plaintext
 # with a 64-byte AAD and the ciphertext data integrity value requested (as KMS sends);
 # Decrypt decrypts a ciphertext made that way. Requests are signed KMS-style and sent
-# over HTTP/2 and TLS 1.3. The proxy's CPU time per request is read from
+# over HTTP/2 (XKS_BENCH_HTTP) and TLS 1.3. The proxy's CPU time per request is read from
 # /proc/<pid>/stat before and after each run; so is the key manager's, when it runs in a
 # process of its own (Vault/OpenBao).
 #
@@ -31,11 +31,15 @@
 #   XKS_BENCH_MIXES        operation mixes, one series each, as for `bench --mix`
 #                          ("encrypt=1 decrypt=1")
 #   XKS_BENCH_DURATION     length of each run (15s)
-#   XKS_BENCH_RATE         open-loop rate, requests/s (1800)
+#   XKS_BENCH_RATE         open-loop rate, requests/s (1800; 0 skips the open loop)
 #   XKS_BENCH_CONCURRENCY  closed-loop concurrencies ("1 8 64")
+#   XKS_BENCH_HTTP         HTTP version the generator offers: http2 (default), http1, auto
+#   XKS_BENCH_PROXY_THREADS      the proxy's server.worker_threads (default: one per CPU)
+#   XKS_BENCH_GENERATOR_THREADS  the generator's runtime threads (default: one per CPU)
 #   XKS_BENCH_PORT         proxy port on 127.0.0.1 (18443)
 #   XKS_BENCH_OUT          where JSON results and summary.md go (target/bench-proxy)
 #   XKS_BENCH_MANIFEST     Cargo.toml of the workspace to build (./Cargo.toml)
+#   XKS_BENCH_PKCS11_SESSIONS  sessions_per_slot of the pkcs11 backend (4, the default)
 #   XKS_BENCH_PKCS11_MODULE  the SoftHSM2 module (default: XKS_TEST_PKCS11_MODULE, else
 #                          the usual libsofthsm2.so paths)
 #   XKS_BAO_BIN            the OpenBao binary (default: what scripts/ensure-openbao.sh finds)
@@ -192,13 +196,14 @@ backend_pkcs11() {
     so_pin=$(openssl rand -hex 12)
     softhsm2-util --init-token --free --label "$PKCS11_TOKEN" \
         --so-pin "$so_pin" --pin "$XKS_BENCH_PKCS11_PIN" >&2
-    BACKEND_TOML=$(printf '[backend]\ntype = "pkcs11"\nmodule = "%s"\npin_env = "XKS_BENCH_PKCS11_PIN"\n[[backend.slots]]\ntoken_label = "%s"\n' \
-        "$module" "$PKCS11_TOKEN")
+    local sessions=${XKS_BENCH_PKCS11_SESSIONS:-4}
+    BACKEND_TOML=$(printf '[backend]\ntype = "pkcs11"\nmodule = "%s"\npin_env = "XKS_BENCH_PKCS11_PIN"\nsessions_per_slot = %s\n[[backend.slots]]\ntoken_label = "%s"\n' \
+        "$module" "$sessions" "$PKCS11_TOKEN")
     write_config "$dir"
     # The bench key, and the health check key the backend needs on every token.
     timeout 60 "$PROXY" pkcs11 create-key --config "$dir/proxy.toml" --label "$KEY_ID" >&2
     timeout 60 "$PROXY" pkcs11 create-key --config "$dir/proxy.toml" --label "$PKCS11_CANARY" >&2
-    BACKEND_NOTE="xks-pkcs11 on SoftHSM2 $(softhsm2-util --version) ($module), in the proxy's process; 4 sessions (default)"
+    BACKEND_NOTE="xks-pkcs11 on SoftHSM2 $(softhsm2-util --version) ($module), in the proxy's process; $sessions sessions (worker threads)"
 }
 
 backend_pkcs11_cleanup() {
@@ -294,6 +299,7 @@ write_config() {
 [server]
 listen = ["127.0.0.1:$PORT"]
 shutdown_grace = "2s"
+${XKS_BENCH_PROXY_THREADS:+worker_threads = $XKS_BENCH_PROXY_THREADS}
 [server.tls]
 cert = "$WORK/server.pem"
 key = "$WORK/server.key"
@@ -346,8 +352,9 @@ bench() {
     echo "=== $name" >&2
     [ -z "$BACKEND_PID" ] || before=$(cpu_ticks "$BACKEND_PID")
     # In the background, so that a signal interrupts `wait` and stops it at once.
-    mock --json bench --xks-key-id "$KEY_ID" --plaintext-size 32 --aad-size 64 \
-        --mix "$mix" --duration "$DURATION" --quiet --proxy-pid "$PROXY_PID" "$@" \
+    mock --json --http "${XKS_BENCH_HTTP:-http2}" \
+        ${XKS_BENCH_GENERATOR_THREADS:+--threads "$XKS_BENCH_GENERATOR_THREADS"} bench --xks-key-id "$KEY_ID" \
+        --plaintext-size 32 --aad-size 64 --mix "$mix" --duration "$DURATION" --quiet --proxy-pid "$PROXY_PID" "$@" \
         >"$OUT/$name.json" &
     MOCK_PID=$!
     local rc=0
@@ -377,7 +384,7 @@ SUMMARY=$OUT/summary.md
 {
     echo "Machine: $(nproc) CPUs ($(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ *//')), $(uname -sr), $(rustc --version)"
     echo "Load average before the runs: $(cut -d' ' -f1-3 /proc/loadavg)"
-    echo "Runs of $DURATION each; operation mixes: $MIXES. Encrypt: 32-byte plaintext, 64-byte AAD, CDIV requested; Decrypt: of such a ciphertext. HTTP/2 over TLS 1.3 on loopback."
+    echo "Runs of $DURATION each; operation mixes: $MIXES. Encrypt: 32-byte plaintext, 64-byte AAD, CDIV requested; Decrypt: of such a ciphertext. ${XKS_BENCH_HTTP:-http2} over TLS 1.3 on loopback; proxy worker threads: ${XKS_BENCH_PROXY_THREADS:-one per CPU}; generator threads: ${XKS_BENCH_GENERATOR_THREADS:-one per CPU}."
     echo
     echo "| Backend | Operation | Load | Throughput (req/s) | p50 ms | p90 ms | p99 ms | p99.9 ms | max ms | > 250 ms | Errors | Proxy CPU µs/req | Key manager process CPU µs/req | Generator CPU µs/req | Send lag p99 ms |"
     echo "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"
@@ -401,8 +408,10 @@ for backend in $BACKENDS; do
     runs=()
     for mix in $MIXES; do
         label=$(mix_label "$mix")
-        runs+=("$backend-$label-open-$RATE")
-        bench "$backend-$label-open-$RATE" "$mix" --mode open --rate "$RATE"
+        if [ "$RATE" != 0 ]; then
+            runs+=("$backend-$label-open-$RATE")
+            bench "$backend-$label-open-$RATE" "$mix" --mode open --rate "$RATE"
+        fi
         for c in $CONCURRENCY; do
             runs+=("$backend-$label-closed-$c")
             bench "$backend-$label-closed-$c" "$mix" --mode closed --concurrency "$c"

@@ -14,6 +14,10 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 #[derive(Debug, Parser)]
 #[command(name = "xks-mock-kms", version, about, max_term_width = 100)]
 pub struct Cli {
+    /// Threads of the async runtime (default: one per CPU). With `bench` on the
+    /// proxy's machine, 1 leaves the other cores to the proxy.
+    #[arg(long, global = true, value_name = "N", value_parser = clap::value_parser!(u16).range(1..=1024))]
+    pub threads: Option<u16>,
     /// Connection and identity settings.
     #[command(flatten)]
     pub settings: SettingsArgs,

@@ -531,11 +531,14 @@ async fn bench_short_runs() {
     assert!(report["client_cpu_us_per_request"].is_number());
     assert!(report["proxy_cpu_us_per_request"].is_number());
 
-    // Open loop at 100 req/s for 1.5 s, text output, a progress line once a second.
+    // Open loop at 100 req/s for 1.5 s on a one-thread runtime, text output, a progress
+    // line once a second.
     let out = mock(
         with(
-            base,
+            base.clone(),
             &[
+                "--threads",
+                "1",
                 "bench",
                 "--xks-key-id",
                 "key-1",
@@ -559,4 +562,13 @@ async fn bench_short_runs() {
     assert!(report.contains(" 0 failed"), "{report}");
     let progress = String::from_utf8_lossy(&out.stderr);
     assert!(progress.contains("[   1s] sent"), "{progress}");
+
+    // A runtime needs at least one thread: a usage error (clap's status 2).
+    let out = mock(
+        with(base, &["--threads", "0", "bench", "--xks-key-id", "key-1"]),
+        SECRET,
+    )
+    .await;
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+    assert!(text(&out).contains("--threads"), "{}", text(&out));
 }

@@ -29,30 +29,20 @@ const EX_USAGE: u8 = 64;
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
+    // `serve` sizes the runtime from its configuration.
+    if let Command::Serve { config } = &cli.command {
+        return serve_command(config);
+    }
+    let runtime = match runtime(None) {
         Ok(rt) => rt,
-        Err(e) => return cli::fail(1, format_args!("cannot start the async runtime: {e}")),
+        Err(code) => return code,
     };
     match cli.command {
         Command::CheckConfig { config } => match load(&config) {
             Ok(_) => cli::report(format_args!("{}: configuration is valid", config.display())),
             Err(code) => code,
         },
-        Command::Serve { config } => {
-            let Ok(cfg) = load(&config) else {
-                return ExitCode::from(EX_USAGE);
-            };
-            let _logs = cli::init_logging(cfg.logging.format);
-            runtime.block_on(async {
-                match Proxy::build(&cfg, &ProcessEnv).await {
-                    Ok(proxy) => serve(&config, &cfg, proxy).await,
-                    Err(e) => cli::fail(EX_USAGE, format_args!("{}", DisplayChain(&e))),
-                }
-            })
-        }
+        Command::Serve { config } => serve_command(&config),
         Command::Demo { listen, json } => {
             let _logs = cli::init_logging(LogFormat::Text);
             runtime.block_on(cli::demo(listen, json))
@@ -61,6 +51,37 @@ fn main() -> ExitCode {
         Command::Pkcs11(cmd) => pkcs11::run(cmd),
         Command::Vault(cmd) => vault::run(&runtime, cmd),
     }
+}
+
+/// The async runtime: `worker_threads` workers, or one per CPU.
+fn runtime(worker_threads: Option<usize>) -> Result<tokio::runtime::Runtime, ExitCode> {
+    let mut builder = tokio::runtime::Builder::new_multi_thread();
+    builder.enable_all();
+    if let Some(n) = worker_threads {
+        builder.worker_threads(n);
+    }
+    builder
+        .build()
+        .map_err(|e| cli::fail(1, format_args!("cannot start the async runtime: {e}")))
+}
+
+/// `serve`: loads and validates the configuration, then runs the proxy on a
+/// runtime sized by `server.worker_threads`.
+fn serve_command(config: &std::path::Path) -> ExitCode {
+    let Ok(cfg) = load(config) else {
+        return ExitCode::from(EX_USAGE);
+    };
+    let runtime = match runtime(cfg.server.worker_threads) {
+        Ok(rt) => rt,
+        Err(code) => return code,
+    };
+    let _logs = cli::init_logging(cfg.logging.format);
+    runtime.block_on(async {
+        match Proxy::build(&cfg, &ProcessEnv).await {
+            Ok(proxy) => serve(config, &cfg, proxy).await,
+            Err(e) => cli::fail(EX_USAGE, format_args!("{}", DisplayChain(&e))),
+        }
+    })
 }
 
 /// Loads and fully validates a configuration file, printing every problem.

@@ -109,6 +109,9 @@ pub(crate) struct Queue {
 struct QueueState {
     jobs: VecDeque<Job>,
     closed: bool,
+    /// Workers waiting for a job. A push wakes one only if there is one: under
+    /// load every worker is busy, and a wake-up is a system call.
+    idle: usize,
 }
 
 /// The state of one slot shared by its workers and the key manager.
@@ -238,6 +241,7 @@ impl Queue {
             state: Mutex::new(QueueState {
                 jobs: VecDeque::with_capacity(capacity.min(1024)),
                 closed: false,
+                idle: 0,
             }),
             ready: Condvar::new(),
             capacity,
@@ -254,8 +258,11 @@ impl Queue {
             return Err(PushError::Full);
         }
         state.jobs.push_back(job);
+        let wake = state.idle > 0;
         drop(state);
-        self.ready.notify_one();
+        if wake {
+            self.ready.notify_one();
+        }
         Ok(())
     }
 
@@ -269,10 +276,12 @@ impl Queue {
             if state.closed {
                 return None;
             }
+            state.idle += 1;
             state = self
                 .ready
                 .wait(state)
                 .unwrap_or_else(PoisonError::into_inner);
+            state.idle -= 1;
         }
     }
 

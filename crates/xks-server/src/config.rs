@@ -63,6 +63,9 @@ pub struct ServerConfig {
     /// Connections accepted at once; more wait in the kernel's backlog (default 20,000).
     #[serde(default = "default_max_connections")]
     pub max_connections: usize,
+    /// Threads serving requests (the async runtime's workers). Default: one per
+    /// CPU the process may use. Fewer leave cores to other processes on the host.
+    pub worker_threads: Option<usize>,
 }
 
 /// The server certificate and optional mutual TLS.
@@ -418,6 +421,9 @@ impl Config {
         }
         if s.max_connections == 0 {
             p.add("server.max_connections", "must be at least 1");
+        }
+        if matches!(s.worker_threads, Some(n) if n == 0 || n > 1024) {
+            p.add("server.worker_threads", "must be between 1 and 1024");
         }
         for (name, d) in [
             ("server.handshake_timeout", s.handshake_timeout),

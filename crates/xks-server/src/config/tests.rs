@@ -109,7 +109,10 @@ fn a_complete_configuration_is_valid_and_paths_are_resolved() {
 fn every_problem_is_reported_with_its_location() {
     let dir = files();
     let bad = GOOD
-        .replace("shutdown_grace = \"20s\"", "max_connections = 0")
+        .replace(
+            "shutdown_grace = \"20s\"",
+            "max_connections = 0\nworker_threads = 0",
+        )
         .replace("backend_timeout = \"150ms\"", "backend_timeout = \"300ms\"")
         .replace("max_plaintext_bytes = 8192", "max_plaintext_bytes = 100")
         .replace("fleet_size = 3", "fleet_size = 0")
@@ -126,6 +129,7 @@ fn every_problem_is_reported_with_its_location() {
     let found = problems(&dir, &bad);
     for expected in [
         "server.max_connections",
+        "server.worker_threads: must be between 1 and 1024",
         "limits.backend_timeout",
         "limits: ",
         "health.fleet_size",
