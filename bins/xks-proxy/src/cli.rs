@@ -9,11 +9,14 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 use std::sync::Arc;
 use tracing_subscriber::EnvFilter;
+use tracing_subscriber::fmt::writer::BoxMakeWriter;
 use xks_keymanager::DisplayChain;
 use xks_server::config::LogFormat;
 use xks_server::demo::Demo;
 
 use xks_server::{App, Config, ProcessEnv, Proxy, Server};
+
+use crate::logwriter::{self, BatchWriter, LogGuard};
 
 /// The AWS KMS External Key Store (XKS) proxy.
 #[derive(Debug, Parser)]
@@ -59,20 +62,25 @@ pub(crate) enum Command {
 }
 
 /// Installs the log subscriber: `RUST_LOG` filter (default `info`), text or JSON,
-/// written to standard error by a background thread so that a slow log pipe never
-/// blocks a request. The returned guard flushes the remaining lines when dropped;
-/// keep it until the process ends.
-pub(crate) fn init_logging(format: LogFormat) -> tracing_appender::non_blocking::WorkerGuard {
+/// written to standard error in batches by a background thread (see
+/// [`crate::logwriter`]), so that a slow log pipe never blocks a request and lines
+/// do not cost a thread wake-up each. The returned guard flushes the remaining
+/// lines when dropped; keep it until the process ends.
+pub(crate) fn init_logging(format: LogFormat) -> Option<LogGuard> {
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
-    // Not lossy: when the buffer is full, requests wait rather than lose their
-    // audit lines. The worker flushes whenever it has drained what is queued, so
-    // lines written together reach stderr in one write.
-    let (writer, guard) = tracing_appender::non_blocking::NonBlockingBuilder::default()
-        .lossy(false)
-        .finish(std::io::BufWriter::new(std::io::stderr()));
+    let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
+    let batched = BatchWriter::new(std::io::stderr(), logwriter::LINGER, logwriter::MAX_LINES);
+    let (writer, guard) = match batched {
+        Ok((writer, guard)) => (BoxMakeWriter::new(writer), Some(guard)),
+        // No thread for the writer: write on the caller's thread rather than lose lines.
+        Err(e) => {
+            eprintln!("warning: cannot start the log writer thread ({e}); logging synchronously");
+            (BoxMakeWriter::new(std::io::stderr), None)
+        }
+    };
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .with_ansi(ansi)
         .with_writer(writer);
     let _ = match format {
         LogFormat::Json => builder.json().flatten_event(true).try_init(),

@@ -10,6 +10,7 @@
 //! ```
 
 mod cli;
+mod logwriter;
 mod pkcs11;
 mod soft;
 mod vault;
