@@ -19,12 +19,17 @@ pub(crate) const TAG_LEN: usize = 16;
 /// GCM tag length in bits, as `CK_GCM_PARAMS.ulTagBits` wants it.
 const TAG_BITS: u64 = 128;
 
-/// An encryption's output, split into its parts.
-#[derive(Debug, PartialEq, Eq)]
-pub(crate) struct GcmOutput {
-    pub(crate) iv: [u8; IV_LEN],
-    pub(crate) ciphertext: Vec<u8>,
-    pub(crate) tag: [u8; TAG_LEN],
+/// IVs fetched per `C_GenerateRandom` call in the `caller` IV mode.
+pub(crate) const IV_BATCH: usize = 32;
+
+/// IVs for the `caller` mode, from the module's RNG, fetched in bulk: one
+/// `C_GenerateRandom` per [`IV_BATCH`] encryptions rather than one each (on
+/// SoftHSM a call costs several µs of locking and checks whatever its length).
+/// Each IV is handed out once. One pool per worker thread.
+pub(crate) struct IvPool {
+    bytes: [u8; IV_LEN * IV_BATCH],
+    /// IVs of `bytes` already handed out.
+    used: usize,
 }
 
 /// What went wrong in a GCM call.
@@ -36,23 +41,70 @@ pub(crate) enum GcmError {
     Layout(&'static str),
 }
 
+impl IvPool {
+    /// An empty pool: the first IV fetches a batch.
+    pub(crate) const fn new() -> Self {
+        Self {
+            bytes: [0; IV_LEN * IV_BATCH],
+            used: IV_BATCH,
+        }
+    }
+
+    /// The next unused IV, fetching a batch from `session`'s module when the pool
+    /// is empty.
+    pub(crate) fn next(&mut self, session: &Session) -> Result<[u8; IV_LEN], GcmError> {
+        if self.used == IV_BATCH {
+            session.generate_random_slice(&mut self.bytes)?;
+            check_random(&self.bytes).map_err(GcmError::Layout)?;
+            self.used = 0;
+        }
+        let start = self.used * IV_LEN;
+        let mut iv = [0u8; IV_LEN];
+        iv.copy_from_slice(&self.bytes[start..start + IV_LEN]);
+        self.used += 1;
+        Ok(iv)
+    }
+}
+
+/// Refuses what no working RNG returns in practice: all zeros (384 bytes), the
+/// mark of a module that "succeeded" without filling the buffer. Repeated IVs
+/// would break GCM completely.
+pub(crate) fn check_random(bytes: &[u8]) -> Result<(), &'static str> {
+    if bytes.iter().all(|b| *b == 0) {
+        return Err(
+            "the module's C_GenerateRandom returned only zeros; refusing to use them as IVs",
+        );
+    }
+    Ok(())
+}
+
+/// An encryption's output, split into its parts.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) struct GcmOutput {
+    pub(crate) iv: [u8; IV_LEN],
+    pub(crate) ciphertext: Vec<u8>,
+    pub(crate) tag: [u8; TAG_LEN],
+}
+
 impl From<cryptoki::error::Error> for GcmError {
     fn from(e: cryptoki::error::Error) -> Self {
         Self::Call(e)
     }
 }
 
-/// Encrypts `plaintext` under `key` with `gcm_aad` as additional data.
+/// Encrypts `plaintext` under `key` with `gcm_aad` as additional data; in the
+/// `caller` mode with the next IV of `ivs`.
 pub(crate) fn encrypt(
     session: &Session,
     key: ObjectHandle,
     mode: IvMode,
+    ivs: &mut IvPool,
     plaintext: &[u8],
     gcm_aad: &[u8],
 ) -> Result<GcmOutput, GcmError> {
     let mut iv = [0u8; IV_LEN];
     if mode == IvMode::Caller {
-        session.generate_random_slice(&mut iv)?;
+        iv = ivs.next(session)?;
     }
     let output = {
         let mut no_iv: [u8; 0] = [];

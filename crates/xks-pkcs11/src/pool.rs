@@ -179,6 +179,8 @@ struct KeyObject {
 pub(crate) struct Worker {
     shared: Arc<SlotShared>,
     session: Option<(Session, u64)>,
+    /// IVs from the module's RNG for the `caller` IV mode, fetched in batches.
+    ivs: gcm::IvPool,
     /// The module generation when this worker last entered the call gate: a
     /// reset asked for after a failure there is not needed if the generation
     /// moved on since.
@@ -553,6 +555,7 @@ impl Worker {
         Self {
             shared,
             session: None,
+            ivs: gcm::IvPool::new(),
             seen_generation: 0,
             troubled: false,
         }
@@ -822,8 +825,11 @@ impl Worker {
         let handle = object.handle;
         let gcm_aad = gcm_aad(aad, version).map_err(Failure::Final)?;
         let mode = self.shared.settings.iv_mode;
-        let session = self.session()?;
-        let out = gcm::encrypt(session, handle, mode, plaintext, &gcm_aad)
+        self.session()?;
+        let Some((session, _)) = &self.session else {
+            return Err(Failure::Final(internal("no session after opening one")));
+        };
+        let out = gcm::encrypt(session, handle, mode, &mut self.ivs, plaintext, &gcm_aad)
             .map_err(|e| gcm_failure(e, label))?;
         Ok((version, out))
     }

@@ -105,3 +105,11 @@ fn decrypt_input_is_ciphertext_then_tag() {
     );
     assert_eq!(join_input(b"", &[2; TAG_LEN]), vec![2; TAG_LEN]);
 }
+
+#[test]
+fn an_all_zero_random_batch_is_refused() {
+    assert!(check_random(&[0; IV_LEN * IV_BATCH]).is_err());
+    let mut bytes = [0; IV_LEN * IV_BATCH];
+    bytes[IV_LEN * IV_BATCH - 1] = 1;
+    assert!(check_random(&bytes).is_ok());
+}
