@@ -1,8 +1,10 @@
 //! A PKCS#11 module for tests that wraps another module (SoftHSM2) and makes
-//! chosen calls fail on demand: SoftHSM itself cannot be made to lose its
-//! device. `crates/xks-pkcs11/tests/device_loss.rs` builds it and drives it to
-//! test how the `xks-pkcs11` key manager recovers from lost devices. Not for
-//! production use.
+//! chosen calls fail on demand, or handles the AES-GCM IV as some vendors'
+//! modules do: SoftHSM itself can neither lose its device nor make the IV.
+//! `crates/xks-pkcs11/tests/device_loss.rs` drives it to test how the
+//! `xks-pkcs11` key manager recovers from lost devices, and
+//! `crates/xks-pkcs11/tests/iv_modes.rs` to test the key manager's `iv_mode`s
+//! (both build it through `tests/common`). Not for production use.
 //!
 //! # Configuration
 //!
@@ -14,6 +16,7 @@
 //! module = /usr/lib/softhsm/libsofthsm2.so  # the module to wrap (required)
 //! fault_file = /tmp/run/fault               # default: xks-faultwrap.fault beside the configuration
 //! events_file = /tmp/run/events             # default: xks-faultwrap.events beside the configuration
+//! iv_mode = hsm_writes_back                 # default: caller (see "Vendor IV emulation")
 //! ```
 //!
 //! `XKS_FAULTWRAP_MODULE`, when set, names the wrapped module instead.
@@ -47,6 +50,25 @@
 //! `C_DecryptInit` and `C_Decrypt`. A failed call does not reach the wrapped
 //! module. Every other function goes straight to the wrapped module.
 //!
+//! # Vendor IV emulation
+//!
+//! `iv_mode` makes the wrapped module handle the IV of single-part AES-GCM
+//! encryption (`C_EncryptInit` with `CKM_AES_GCM`, then `C_Encrypt`) the way
+//! `xks-pkcs11`'s `IvMode` of the same name expects of a vendor's module. The
+//! IV is 12 bytes from the wrapped module's `C_GenerateRandom` on the
+//! caller's session; decryption is left alone (the caller passes the IV).
+//!
+//! | `iv_mode` | Emulates | `C_EncryptInit` with `CKM_AES_GCM` | `C_Encrypt` |
+//! |---|---|---|---|
+//! | `caller` (default) | SoftHSM, most modules | passed on | passed on |
+//! | `hsm_writes_back` | AWS CloudHSM, Entrust nShield | the IV must be a 12-byte buffer of zeros: the module writes its IV into it (into the caller's `CK_GCM_PARAMS.pIv`) and encrypts with that; any other IV fails with `CKR_MECHANISM_PARAM_INVALID`, as a module that insists on making the IV does | passed on |
+//! | `hsm_appends` | Thales Luna (FIPS mode) | the IV must be empty (`ulIvLen` 0, whatever `pIv` is): the module encrypts with its own IV and remembers it for the session; a caller's IV fails with `CKR_MECHANISM_PARAM_INVALID` | the output is `ciphertext ‖ tag ‖ iv`, 12 bytes longer than the wrapped module's; the length query (`pEncryptedData` null) and `CKR_BUFFER_TOO_SMALL` count them |
+//!
+//! This follows what `xks-pkcs11` expects, which is not everything real
+//! modules do: a Luna HSM appends a 16-byte IV unless told (through
+//! `ulIvBits`, from firmware 7.9.3) to make a 96-bit one. Multi-part
+//! encryption (`C_EncryptUpdate`, `C_EncryptFinal`) is not emulated.
+//!
 //! # Events
 //!
 //! One line is appended to the events file per `C_Initialize`, per
@@ -59,6 +81,14 @@
 //! C_Finalize 0x0 in_progress=0
 //! ```
 //!
+//! With an `iv_mode`, also one line per IV the module made (after the
+//! encryption it is for started) and per IV it refused:
+//!
+//! ```text
+//! iv hsm_appends 5f0c3e3a9d1b27c4a8e61f02
+//! refuse C_EncryptInit hsm_writes_back: the IV is not 12 zero bytes
+//! ```
+//!
 //! `in_progress` counts the intercepted calls (of other threads) that were
 //! still running in the wrapped module when `C_Finalize` was called: PKCS#11
 //! leaves that case undefined, so a careful caller keeps it at zero.
@@ -68,24 +98,32 @@
               and a module loaded with dlopen; each unsafe block says why it is sound"
 )]
 
+use std::collections::HashMap;
 use std::ffi::c_void;
 use std::fs::OpenOptions;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::ptr;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Mutex, OnceLock, PoisonError};
+use std::sync::{Mutex, MutexGuard, OnceLock, PoisonError};
 use std::time::Duration;
 
 use cryptoki_sys::{
-    CK_ATTRIBUTE, CK_BBOOL, CK_BYTE, CK_FLAGS, CK_FUNCTION_LIST, CK_MECHANISM, CK_NOTIFY,
-    CK_OBJECT_HANDLE, CK_RV, CK_SESSION_HANDLE, CK_SLOT_ID, CK_ULONG, CK_USER_TYPE, CK_UTF8CHAR,
-    CKR_ARGUMENTS_BAD, CKR_DEVICE_ERROR, CKR_DEVICE_REMOVED, CKR_FUNCTION_NOT_SUPPORTED,
-    CKR_GENERAL_ERROR, CKR_OK, CKR_TOKEN_NOT_PRESENT,
+    CK_ATTRIBUTE, CK_BBOOL, CK_BYTE, CK_FLAGS, CK_FUNCTION_LIST, CK_GCM_PARAMS, CK_MECHANISM,
+    CK_NOTIFY, CK_OBJECT_HANDLE, CK_RV, CK_SESSION_HANDLE, CK_SLOT_ID, CK_ULONG, CK_USER_TYPE,
+    CK_UTF8CHAR, CKM_AES_GCM, CKR_ARGUMENTS_BAD, CKR_BUFFER_TOO_SMALL, CKR_DEVICE_ERROR,
+    CKR_DEVICE_REMOVED, CKR_FUNCTION_NOT_SUPPORTED, CKR_GENERAL_ERROR, CKR_MECHANISM_PARAM_INVALID,
+    CKR_OK, CKR_TOKEN_NOT_PRESENT,
 };
 
 /// The configuration file's name, beside this library.
 const CONF_NAME: &str = "xks-faultwrap.conf";
+
+/// The length of the IVs the vendor emulation makes.
+const IV_LEN: usize = 12;
+
+/// [`IV_LEN`] as PKCS#11 counts it.
+const IV_LEN_UL: CK_ULONG = 12;
 
 /// The wrapped module and the switch: loaded by the first `C_GetFunctionList`.
 struct Wrapper {
@@ -101,6 +139,24 @@ struct Wrapper {
     lock: Mutex<()>,
     /// Intercepted calls running in the wrapped module.
     in_progress: AtomicUsize,
+    /// The vendor behaviour emulated for AES-GCM encryption.
+    iv_mode: IvMode,
+    /// `hsm_appends`: the IV of each session's encryption in progress, to
+    /// append to its output.
+    pending_ivs: Mutex<HashMap<CK_SESSION_HANDLE, [u8; IV_LEN]>>,
+}
+
+/// How the module handles the AES-GCM IV (`iv_mode`): as `xks-pkcs11`'s
+/// `IvMode` of the same name expects (see the [crate documentation](crate)).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+enum IvMode {
+    /// The caller's IV, as the wrapped module does anyway.
+    #[default]
+    Caller,
+    /// The module writes its IV into the caller's zeroed IV buffer.
+    HsmWritesBack,
+    /// The module appends its IV to the output.
+    HsmAppends,
 }
 
 /// The fault switch, as read from the fault file.
@@ -180,6 +236,7 @@ impl Wrapper {
         let mut module = std::env::var_os("XKS_FAULTWRAP_MODULE").map(PathBuf::from);
         let mut fault_file = dir.join("xks-faultwrap.fault");
         let mut events_file = dir.join("xks-faultwrap.events");
+        let mut iv_mode = IvMode::Caller;
         for line in text.lines() {
             let line = line.split('#').next().unwrap_or("").trim();
             if line.is_empty() {
@@ -188,13 +245,17 @@ impl Wrapper {
             let Some((key, value)) = line.split_once('=') else {
                 return Err(format!("{}: not `key = value`: {line}", conf.display()));
             };
-            let value = PathBuf::from(value.trim());
+            let value = value.trim();
             match key.trim() {
                 "module" => {
-                    module.get_or_insert(value);
+                    module.get_or_insert_with(|| PathBuf::from(value));
                 }
-                "fault_file" => fault_file = value,
-                "events_file" => events_file = value,
+                "fault_file" => fault_file = PathBuf::from(value),
+                "events_file" => events_file = PathBuf::from(value),
+                "iv_mode" => {
+                    iv_mode = IvMode::parse(value)
+                        .ok_or_else(|| format!("{}: unknown iv_mode `{value}`", conf.display()))?;
+                }
                 other => return Err(format!("{}: unknown key `{other}`", conf.display())),
             }
         }
@@ -243,7 +304,23 @@ impl Wrapper {
             events_file,
             lock: Mutex::new(()),
             in_progress: AtomicUsize::new(0),
+            iv_mode,
+            pending_ivs: Mutex::new(HashMap::new()),
         })
+    }
+
+    /// Runs `call`, an intercepted function's work in the wrapped module,
+    /// unless the fault switch fails `function`.
+    fn intercepted(&self, function: &str, call: impl FnOnce() -> CK_RV) -> CK_RV {
+        let slow = match self.verdict(function) {
+            Verdict::Fail(rv) => return rv,
+            Verdict::Pass { slow } => slow,
+        };
+        self.in_progress.fetch_add(1, Ordering::SeqCst);
+        std::thread::sleep(Duration::from_millis(slow));
+        let rv = call();
+        self.in_progress.fetch_sub(1, Ordering::SeqCst);
+        rv
     }
 
     /// Whether `function` fails now, as the switch says.
@@ -279,6 +356,7 @@ impl Wrapper {
 
     /// Records a `C_Initialize`; a successful one cures an `until_initialize` fault.
     fn initialized(&self, rv: CK_RV) {
+        self.forget_all_ivs();
         let _lock = self.lock.lock().unwrap_or_else(PoisonError::into_inner);
         self.event(&format!("C_Initialize {rv:#x}"));
         if rv == CKR_OK
@@ -293,8 +371,16 @@ impl Wrapper {
     /// Records a `C_Finalize` and the intercepted calls in progress when it
     /// was called.
     fn finalized(&self, rv: CK_RV, in_progress: usize) {
+        // The sessions are gone, and their handle numbers will be used again.
+        self.forget_all_ivs();
         let _lock = self.lock.lock().unwrap_or_else(PoisonError::into_inner);
         self.event(&format!("C_Finalize {rv:#x} in_progress={in_progress}"));
+    }
+
+    /// Appends a line to the events file.
+    fn record(&self, line: &str) {
+        let _lock = self.lock.lock().unwrap_or_else(PoisonError::into_inner);
+        self.event(line);
     }
 
     /// Replaces the fault file's content (the caller holds the lock).
@@ -319,6 +405,330 @@ impl Wrapper {
                 "xks-pkcs11-faultwrap: cannot write {}: {e}",
                 self.events_file.display()
             );
+        }
+    }
+}
+
+// === impl Wrapper: vendor IV emulation ===
+
+impl Wrapper {
+    /// `C_EncryptInit` in the wrapped module, with the AES-GCM IV made as
+    /// `iv_mode` says.
+    ///
+    /// # Safety
+    ///
+    /// The arguments are valid as `C_EncryptInit` requires: `mechanism` is
+    /// null or points to a mechanism whose parameter is valid for
+    /// `ulParameterLen` bytes; for `CKM_AES_GCM` that is a `CK_GCM_PARAMS`
+    /// whose `pIv` is valid for reading and writing `ulIvLen` bytes.
+    unsafe fn encrypt_init(
+        &self,
+        session: CK_SESSION_HANDLE,
+        mechanism: *mut CK_MECHANISM,
+        key: CK_OBJECT_HANDLE,
+    ) -> CK_RV {
+        if self.iv_mode == IvMode::Caller {
+            // SAFETY: the caller's arguments, unchanged, valid by this
+            // function's contract.
+            return unsafe { self.real_encrypt_init(session, mechanism, key) };
+        }
+        // A new operation: an IV left by an earlier one of this session (or of
+        // a closed session whose handle number this one got) is stale.
+        self.forget_iv(session);
+        // SAFETY: `mechanism` is null or valid, by this function's contract.
+        let gcm = unsafe { gcm_params(mechanism) };
+        match (self.iv_mode, gcm) {
+            // SAFETY: `mechanism` is an AES-GCM mechanism whose parameters are
+            // `params`, valid by this function's contract.
+            (IvMode::HsmWritesBack, Some(params)) => unsafe {
+                self.write_back_init(session, mechanism, params, key)
+            },
+            // SAFETY: as above.
+            (IvMode::HsmAppends, Some(params)) => unsafe {
+                self.appending_init(session, mechanism, params, key)
+            },
+            // SAFETY: the caller's arguments, unchanged, valid by this
+            // function's contract.
+            _ => unsafe { self.real_encrypt_init(session, mechanism, key) },
+        }
+    }
+
+    /// `hsm_writes_back`: the caller's IV buffer must be 12 zero bytes; the
+    /// module's IV is written into it, and the encryption starts with it.
+    ///
+    /// # Safety
+    ///
+    /// `mechanism` is a valid `CKM_AES_GCM` mechanism whose parameters are
+    /// `params`, a `CK_GCM_PARAMS` whose `pIv` is valid for reading and
+    /// writing `ulIvLen` bytes.
+    unsafe fn write_back_init(
+        &self,
+        session: CK_SESSION_HANDLE,
+        mechanism: *mut CK_MECHANISM,
+        params: *mut CK_GCM_PARAMS,
+        key: CK_OBJECT_HANDLE,
+    ) -> CK_RV {
+        // SAFETY: `params` points to a CK_GCM_PARAMS, by this function's
+        // contract; it is copied (unaligned: the caller's buffer need not be).
+        let gcm = unsafe { params.read_unaligned() };
+        let zeroed = !gcm.pIv.is_null() && gcm.ulIvLen == IV_LEN_UL && {
+            // SAFETY: `pIv` is not null and valid for reading `ulIvLen` (12)
+            // bytes, by this function's contract.
+            let iv = unsafe { std::slice::from_raw_parts(gcm.pIv, IV_LEN) };
+            iv.iter().all(|&byte| byte == 0)
+        };
+        if !zeroed {
+            return self.refuse("hsm_writes_back: the IV is not 12 zero bytes");
+        }
+        let iv = match self.random_iv(session) {
+            Ok(iv) => iv,
+            Err(rv) => return rv,
+        };
+        // SAFETY: `pIv` is valid for writing 12 bytes (checked above), and
+        // `iv` is a local array, so the two do not overlap.
+        unsafe { ptr::copy_nonoverlapping(iv.as_ptr(), gcm.pIv, IV_LEN) };
+        // SAFETY: the caller's arguments, valid by this function's contract,
+        // with our IV now in its buffer.
+        let rv = unsafe { self.real_encrypt_init(session, mechanism, key) };
+        if rv == CKR_OK {
+            self.record(&format!("iv hsm_writes_back {}", hex(&iv)));
+        } else {
+            // Nothing is encrypted with it: give the buffer back as it came.
+            // SAFETY: as for the copy above.
+            unsafe { ptr::write_bytes(gcm.pIv, 0, IV_LEN) };
+        }
+        rv
+    }
+
+    /// `hsm_appends`: the caller must pass no IV (`ulIvLen` 0); the
+    /// encryption starts with the module's IV, kept for `C_Encrypt` to append.
+    ///
+    /// # Safety
+    ///
+    /// As [`Wrapper::write_back_init`].
+    unsafe fn appending_init(
+        &self,
+        session: CK_SESSION_HANDLE,
+        mechanism: *mut CK_MECHANISM,
+        params: *mut CK_GCM_PARAMS,
+        key: CK_OBJECT_HANDLE,
+    ) -> CK_RV {
+        // SAFETY: as in `write_back_init`.
+        let mut gcm = unsafe { params.read_unaligned() };
+        if gcm.ulIvLen != 0 {
+            return self.refuse("hsm_appends: the caller passed an IV");
+        }
+        let mut iv = match self.random_iv(session) {
+            Ok(iv) => iv,
+            Err(rv) => return rv,
+        };
+        gcm.pIv = iv.as_mut_ptr();
+        gcm.ulIvLen = IV_LEN_UL;
+        gcm.ulIvBits = IV_LEN_UL * 8;
+        // SAFETY: `mechanism` is valid for reads, by this function's contract;
+        // it is copied (unaligned, as above).
+        let mut ours = unsafe { mechanism.read_unaligned() };
+        ours.pParameter = ptr::from_mut(&mut gcm).cast();
+        // SAFETY: the caller's mechanism, key and session, but for the
+        // parameters: a copy of the caller's (so of the size it declared, and
+        // with its AAD and tag length) with our IV, all alive for the call. The
+        // module copies what it keeps of them.
+        let rv = unsafe { self.real_encrypt_init(session, &mut ours, key) };
+        if rv == CKR_OK {
+            self.pending_ivs().insert(session, iv);
+            self.record(&format!("iv hsm_appends {}", hex(&iv)));
+        }
+        rv
+    }
+
+    /// `C_Encrypt` in the wrapped module; after an `hsm_appends` AES-GCM
+    /// `C_EncryptInit`, with the IV appended to the output and counted in its
+    /// length.
+    ///
+    /// # Safety
+    ///
+    /// The arguments are valid as `C_Encrypt` requires: `data` for reading
+    /// `len` bytes, `out_len` for reading and writing, and `out` null or valid
+    /// for writing `*out_len` bytes.
+    unsafe fn encrypt(
+        &self,
+        session: CK_SESSION_HANDLE,
+        data: *mut CK_BYTE,
+        len: CK_ULONG,
+        out: *mut CK_BYTE,
+        out_len: *mut CK_ULONG,
+    ) -> CK_RV {
+        let Some(real) = self.real.C_Encrypt else {
+            return CKR_FUNCTION_NOT_SUPPORTED;
+        };
+        let iv = match self.pending_iv(session) {
+            Some(iv) if !out_len.is_null() => iv,
+            pending => {
+                // SAFETY: the caller's arguments, unchanged, to the wrapped
+                // module's own function of the same signature; the caller
+                // answers for them, as PKCS#11 requires.
+                let rv = unsafe { real(session, data, len, out, out_len) };
+                if pending.is_some() && ends_operation(rv, out) {
+                    self.forget_iv(session);
+                }
+                return rv;
+            }
+        };
+        // The wrapped module's output length, without the IV. A length query
+        // leaves the operation active; a failure ends it.
+        let mut needed: CK_ULONG = 0;
+        // SAFETY: the caller's input, valid by this function's contract; a
+        // null output buffer asks only for the length, written to `needed`.
+        let rv = unsafe { real(session, data, len, ptr::null_mut(), &mut needed) };
+        if rv != CKR_OK {
+            self.forget_iv(session);
+            return rv;
+        }
+        let Some(total) = needed.checked_add(IV_LEN_UL) else {
+            self.forget_iv(session);
+            return CKR_GENERAL_ERROR;
+        };
+        // SAFETY: `out_len` is not null (checked above) and valid for reads
+        // and writes, by this function's contract.
+        let capacity = unsafe { *out_len };
+        if out.is_null() || capacity < total {
+            // SAFETY: as above.
+            unsafe { *out_len = total };
+            // The length, or too small a buffer: the operation stays active.
+            return if out.is_null() {
+                CKR_OK
+            } else {
+                CKR_BUFFER_TOO_SMALL
+            };
+        }
+        let mut written = capacity - IV_LEN_UL;
+        // SAFETY: `out` is valid for writing `capacity` bytes, by this
+        // function's contract; the module may write the first `capacity` − 12.
+        let rv = unsafe { real(session, data, len, out, &mut written) };
+        if rv == CKR_BUFFER_TOO_SMALL {
+            // SAFETY: as above.
+            unsafe { *out_len = written.saturating_add(IV_LEN_UL) };
+            return rv;
+        }
+        self.forget_iv(session);
+        if rv != CKR_OK {
+            return rv;
+        }
+        let Some(at) = usize::try_from(written)
+            .ok()
+            .filter(|_| written <= capacity - IV_LEN_UL)
+        else {
+            return CKR_GENERAL_ERROR;
+        };
+        // SAFETY: `at` + 12 ≤ `capacity` (checked above), and `out` is valid for
+        // writing `capacity` bytes; `iv` is a local array, so they do not overlap.
+        unsafe { ptr::copy_nonoverlapping(iv.as_ptr(), out.add(at), IV_LEN) };
+        // SAFETY: as for `capacity` above.
+        unsafe { *out_len = written + IV_LEN_UL };
+        CKR_OK
+    }
+
+    /// The wrapped module's `C_EncryptInit`.
+    ///
+    /// # Safety
+    ///
+    /// As `C_EncryptInit` requires of its arguments.
+    unsafe fn real_encrypt_init(
+        &self,
+        session: CK_SESSION_HANDLE,
+        mechanism: *mut CK_MECHANISM,
+        key: CK_OBJECT_HANDLE,
+    ) -> CK_RV {
+        match self.real.C_EncryptInit {
+            // SAFETY: the wrapped module's own function, with arguments valid
+            // by this function's contract.
+            Some(real) => unsafe { real(session, mechanism, key) },
+            None => CKR_FUNCTION_NOT_SUPPORTED,
+        }
+    }
+
+    /// A new IV from the wrapped module's `C_GenerateRandom` on `session`.
+    fn random_iv(&self, session: CK_SESSION_HANDLE) -> Result<[u8; IV_LEN], CK_RV> {
+        let Some(generate) = self.real.C_GenerateRandom else {
+            return Err(CKR_FUNCTION_NOT_SUPPORTED);
+        };
+        let mut iv = [0u8; IV_LEN];
+        // SAFETY: `iv` is valid for writing `IV_LEN` bytes; the module checks
+        // the session handle.
+        let rv = unsafe { generate(session, iv.as_mut_ptr(), IV_LEN_UL) };
+        if rv == CKR_OK { Ok(iv) } else { Err(rv) }
+    }
+
+    /// Refuses the caller's IV as a module that makes its own does, and says so
+    /// in the events.
+    fn refuse(&self, why: &str) -> CK_RV {
+        self.record(&format!("refuse C_EncryptInit {why}"));
+        CKR_MECHANISM_PARAM_INVALID
+    }
+
+    /// The IV to append to `session`'s encryption output, if any.
+    fn pending_iv(&self, session: CK_SESSION_HANDLE) -> Option<[u8; IV_LEN]> {
+        self.pending_ivs().get(&session).copied()
+    }
+
+    /// Forgets the IV to append to `session`'s encryption output.
+    fn forget_iv(&self, session: CK_SESSION_HANDLE) {
+        self.pending_ivs().remove(&session);
+    }
+
+    /// Forgets every session's IV (the sessions are gone).
+    fn forget_all_ivs(&self) {
+        self.pending_ivs().clear();
+    }
+
+    fn pending_ivs(&self) -> MutexGuard<'_, HashMap<CK_SESSION_HANDLE, [u8; IV_LEN]>> {
+        self.pending_ivs
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
+/// Whether a `C_Encrypt` that returned `rv` ended the operation: all do but
+/// a successful length query (`out` null) and `CKR_BUFFER_TOO_SMALL`.
+fn ends_operation(rv: CK_RV, out: *const CK_BYTE) -> bool {
+    !(rv == CKR_BUFFER_TOO_SMALL || (rv == CKR_OK && out.is_null()))
+}
+
+/// The parameters of `mechanism` when it is `CKM_AES_GCM` with parameters of
+/// the size of a `CK_GCM_PARAMS`.
+///
+/// # Safety
+///
+/// `mechanism` is null or valid for reading a `CK_MECHANISM`.
+unsafe fn gcm_params(mechanism: *const CK_MECHANISM) -> Option<*mut CK_GCM_PARAMS> {
+    if mechanism.is_null() {
+        return None;
+    }
+    // SAFETY: not null, and valid for reads by this function's contract; it
+    // is copied (unaligned: the caller's buffer need not be).
+    let mechanism = unsafe { mechanism.read_unaligned() };
+    let fits = mechanism.mechanism == CKM_AES_GCM
+        && !mechanism.pParameter.is_null()
+        && usize::try_from(mechanism.ulParameterLen)
+            .is_ok_and(|len| len == size_of::<CK_GCM_PARAMS>());
+    fits.then(|| mechanism.pParameter.cast())
+}
+
+/// `bytes` in lowercase hex.
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|byte| format!("{byte:02x}")).collect()
+}
+
+// === impl IvMode ===
+
+impl IvMode {
+    /// The mode a configuration value names.
+    fn parse(value: &str) -> Option<Self> {
+        match value {
+            "caller" => Some(Self::Caller),
+            "hsm_writes_back" => Some(Self::HsmWritesBack),
+            "hsm_appends" => Some(Self::HsmAppends),
+            _ => None,
         }
     }
 }
@@ -466,23 +876,51 @@ macro_rules! intercept {
             let Some(wrapper) = wrapper() else {
                 return CKR_GENERAL_ERROR;
             };
-            let slow = match wrapper.verdict(stringify!($field)) {
-                Verdict::Fail(rv) => return rv,
-                Verdict::Pass { slow } => slow,
-            };
-            let Some(real) = wrapper.real.$field else {
-                return CKR_FUNCTION_NOT_SUPPORTED;
-            };
-            wrapper.in_progress.fetch_add(1, Ordering::SeqCst);
-            std::thread::sleep(Duration::from_millis(slow));
-            // SAFETY: the caller's arguments, unchanged, to the wrapped
-            // module's own function of the same signature; the caller answers
-            // for the arguments, as PKCS#11 requires.
-            let rv = unsafe { real($($arg),*) };
-            wrapper.in_progress.fetch_sub(1, Ordering::SeqCst);
-            rv
+            wrapper.intercepted(stringify!($field), || match wrapper.real.$field {
+                // SAFETY: the caller's arguments, unchanged, to the wrapped
+                // module's own function of the same signature; the caller
+                // answers for the arguments, as PKCS#11 requires.
+                Some(real) => unsafe { real($($arg),*) },
+                None => CKR_FUNCTION_NOT_SUPPORTED,
+            })
         }
     )*};
+}
+
+/// `C_EncryptInit`, failing as the fault switch says; with an `iv_mode`, an
+/// AES-GCM encryption gets the module's IV (see the [crate documentation](crate)).
+unsafe extern "C" fn encrypt_init(
+    session: CK_SESSION_HANDLE,
+    mechanism: *mut CK_MECHANISM,
+    key: CK_OBJECT_HANDLE,
+) -> CK_RV {
+    let Some(wrapper) = wrapper() else {
+        return CKR_GENERAL_ERROR;
+    };
+    wrapper.intercepted("C_EncryptInit", || {
+        // SAFETY: the caller's arguments, which it answers for as PKCS#11
+        // requires of `C_EncryptInit`: the contract of `Wrapper::encrypt_init`.
+        unsafe { wrapper.encrypt_init(session, mechanism, key) }
+    })
+}
+
+/// `C_Encrypt`, failing as the fault switch says; with `iv_mode =
+/// hsm_appends`, the IV follows an AES-GCM encryption's output.
+unsafe extern "C" fn encrypt(
+    session: CK_SESSION_HANDLE,
+    data: *mut CK_BYTE,
+    len: CK_ULONG,
+    out: *mut CK_BYTE,
+    out_len: *mut CK_ULONG,
+) -> CK_RV {
+    let Some(wrapper) = wrapper() else {
+        return CKR_GENERAL_ERROR;
+    };
+    wrapper.intercepted("C_Encrypt", || {
+        // SAFETY: the caller's arguments, which it answers for as PKCS#11
+        // requires of `C_Encrypt`: the contract of `Wrapper::encrypt`.
+        unsafe { wrapper.encrypt(session, data, len, out, out_len) }
+    })
 }
 
 intercept! {
@@ -506,18 +944,6 @@ intercept! {
         count: CK_ULONG,
     );
     generate_random => C_GenerateRandom(session: CK_SESSION_HANDLE, out: *mut CK_BYTE, len: CK_ULONG);
-    encrypt_init => C_EncryptInit(
-        session: CK_SESSION_HANDLE,
-        mechanism: *mut CK_MECHANISM,
-        key: CK_OBJECT_HANDLE,
-    );
-    encrypt => C_Encrypt(
-        session: CK_SESSION_HANDLE,
-        data: *mut CK_BYTE,
-        len: CK_ULONG,
-        out: *mut CK_BYTE,
-        out_len: *mut CK_ULONG,
-    );
     decrypt_init => C_DecryptInit(
         session: CK_SESSION_HANDLE,
         mechanism: *mut CK_MECHANISM,

@@ -169,8 +169,24 @@
 //! who makes the IV ([`IvMode`]): the proxy from `C_GenerateRandom` (`caller`,
 //! SoftHSM and most modules), the module writing it into a zeroed buffer
 //! (`hsm_writes_back`, CloudHSM and nShield), or the module appending it after
-//! the tag (`hsm_appends`, Luna). Only `caller` is exercised on a real module
-//! by this crate's tests; the other two are tested on their output layouts.
+//! the tag (`hsm_appends`, Luna).
+//!
+//! All three run against a module in this crate's tests: `caller` on
+//! SoftHSM2 itself, and the other two (`tests/iv_modes.rs`) on SoftHSM2
+//! behind the test-only module `crates/xks-pkcs11-faultwrap`, configured to
+//! emulate the vendor's way: it writes the IV it draws into the zeroed buffer
+//! and refuses any other IV (`hsm_writes_back`), or appends the IV it draws to
+//! the output of an encryption given no IV and refuses a caller's
+//! (`hsm_appends`). For each, the shared key manager battery runs through a key
+//! manager configured with the mode, the IVs returned are checked to be the
+//! ones the module made, ciphertexts decrypt in `caller` mode on plain SoftHSM
+//! (same token and key) and the other way round, and a mode that does not fit
+//! the module fails the startup check with an error that says why. This
+//! emulates what the proxy expects of those modules; it is not a test on
+//! CloudHSM, nShield or Luna hardware. In particular, Thales documents that a
+//! Luna HSM appends a 16-byte IV unless `ulIvBits` asks for 96 bits (firmware
+//! 7.9.3 and later), while the proxy passes `ulIvBits` 0 and expects 12
+//! bytes: `hsm_appends` is not yet known to fit a real Luna.
 //!
 //! # Failover and health
 //!

@@ -1,5 +1,5 @@
 //! Recovery from lost devices, on SoftHSM2 behind a fault-injecting PKCS#11
-//! module (`crates/xks-pkcs11-faultwrap`, built by this test into
+//! module (`crates/xks-pkcs11-faultwrap`, built by `tests/common` into
 //! `CARGO_TARGET_TMPDIR`): device errors that a new session cures, device
 //! errors only a module restart cures, outages with failover to another module,
 //! the restart backoff, and the quiescing of calls around a restart.
@@ -13,16 +13,18 @@
     reason = "test code: a failed unwrap is a failed test"
 )]
 
-use std::path::{Path, PathBuf};
-use std::process::Command;
+mod common;
+
+use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, OnceLock};
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Duration, Instant};
 
 use xks_keymanager::{ErrorKind, KeyManager, Sealed};
 use xks_pkcs11::testing::SoftHsm;
 use xks_pkcs11::{Pkcs11Config, Pkcs11KeyManager, SlotStats, Usage};
 use xks_protocol::{HealthStatus, KeyId};
+
+use crate::common::FaultWrap;
 
 /// One test at a time.
 static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
@@ -33,138 +35,6 @@ const RESTART_BACKOFF: Duration = Duration::from_millis(300);
 /// A failing call, restart included, must answer well within this (the call
 /// timeout is 5 s): errors during an outage are fast.
 const FAST: Duration = Duration::from_secs(1);
-
-/// Runs of the fault wrapper older than this are left-overs.
-const STALE_RUN_AGE: Duration = Duration::from_secs(3600);
-
-/// One test's fault-injecting module: a copy of the wrapper library beside its
-/// configuration, wrapping a copy of SoftHSM, and its fault switch.
-struct FaultWrap {
-    dir: PathBuf,
-}
-
-// === impl FaultWrap ===
-
-impl FaultWrap {
-    const LIBRARY: &'static str = "libxks_pkcs11_faultwrap.so";
-
-    /// A wrapper of its own for test `name`, with no fault set.
-    fn new(name: &str) -> Self {
-        let built = built_wrapper();
-        let dir = run_dir().join(name);
-        std::fs::create_dir_all(&dir).unwrap();
-        std::fs::copy(built, dir.join(Self::LIBRARY)).unwrap();
-        // Another file than the one the test support loads: another instance.
-        let softhsm = dir.join("libsofthsm2-wrapped.so");
-        std::fs::copy(SoftHsm::module_path(), &softhsm).unwrap();
-        std::fs::write(
-            dir.join("xks-faultwrap.conf"),
-            format!("module = {}\n", softhsm.display()),
-        )
-        .unwrap();
-        let wrap = Self { dir };
-        wrap.set("ok");
-        wrap
-    }
-
-    /// The module to configure.
-    fn module(&self) -> PathBuf {
-        self.dir.join(Self::LIBRARY)
-    }
-
-    /// Sets the fault switch (write and rename: the module never reads half a line).
-    fn set(&self, line: &str) {
-        let tmp = self.dir.join("xks-faultwrap.fault.tmp");
-        std::fs::write(&tmp, format!("{line}\n")).unwrap();
-        std::fs::rename(&tmp, self.dir.join("xks-faultwrap.fault")).unwrap();
-    }
-
-    /// The fault switch's line.
-    fn fault(&self) -> String {
-        let text = std::fs::read_to_string(self.dir.join("xks-faultwrap.fault")).unwrap();
-        text.trim().to_owned()
-    }
-
-    /// How many events the module recorded that start with `prefix`
-    /// (`C_Finalize`, `C_Initialize 0x0`, `inject`).
-    fn events(&self, prefix: &str) -> usize {
-        std::fs::read_to_string(self.dir.join("xks-faultwrap.events"))
-            .unwrap_or_default()
-            .lines()
-            .filter(|line| line.starts_with(prefix))
-            .count()
-    }
-}
-
-/// Builds the wrapper library once per test process, with the cargo running
-/// the tests, into a target directory of its own (so it never waits for the
-/// lock of the build that runs the tests), and returns its path.
-fn built_wrapper() -> &'static Path {
-    static BUILT: OnceLock<PathBuf> = OnceLock::new();
-    BUILT.get_or_init(|| {
-        let cargo = std::env::var_os("CARGO").unwrap_or_else(|| env!("CARGO").into());
-        let workspace = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
-        let target = Path::new(env!("CARGO_TARGET_TMPDIR")).join("faultwrap-target");
-        let started = Instant::now();
-        let output = Command::new(&cargo)
-            .current_dir(&workspace)
-            .args([
-                "build",
-                "-j1",
-                "--locked",
-                "--offline",
-                "-p",
-                "xks-pkcs11-faultwrap",
-            ])
-            .arg("--manifest-path")
-            .arg(workspace.join("Cargo.toml"))
-            .arg("--target-dir")
-            .arg(&target)
-            .output()
-            .unwrap_or_else(|e| panic!("cannot run {}: {e}", Path::new(&cargo).display()));
-        assert!(
-            output.status.success(),
-            "building xks-pkcs11-faultwrap failed ({}):\n{}",
-            output.status,
-            String::from_utf8_lossy(&output.stderr)
-        );
-        eprintln!(
-            "built xks-pkcs11-faultwrap in {:.1?} (into {})",
-            started.elapsed(),
-            target.display()
-        );
-        target.join("debug").join(FaultWrap::LIBRARY)
-    })
-}
-
-/// This process's directory of wrapper copies; removes stale ones of earlier runs.
-fn run_dir() -> &'static Path {
-    static DIR: OnceLock<PathBuf> = OnceLock::new();
-    DIR.get_or_init(|| {
-        let runs = Path::new(env!("CARGO_TARGET_TMPDIR")).join("faultwrap-runs");
-        if let Ok(entries) = std::fs::read_dir(&runs) {
-            for entry in entries.flatten() {
-                let stale = entry
-                    .metadata()
-                    .and_then(|m| m.modified())
-                    .ok()
-                    .and_then(|t| t.elapsed().ok())
-                    .is_some_and(|age| age > STALE_RUN_AGE);
-                if stale {
-                    // Best effort: another test process may be pruning too.
-                    let _ = std::fs::remove_dir_all(entry.path());
-                }
-            }
-        }
-        let stamp = SystemTime::now()
-            .duration_since(SystemTime::UNIX_EPOCH)
-            .unwrap()
-            .as_nanos();
-        let dir = runs.join(format!("{}-{stamp}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
-        dir
-    })
-}
 
 /// A configuration for `tokens` with the restart backoff of these tests and
 /// two workers per slot.

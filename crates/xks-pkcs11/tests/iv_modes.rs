@@ -1,0 +1,368 @@
+//! The vendor IV modes against modules that make the IV themselves: SoftHSM2
+//! behind the test-only module `crates/xks-pkcs11-faultwrap` (built by
+//! `tests/common`), configured to emulate the vendors' way with
+//!
+//! - `iv_mode = hsm_writes_back`: the module writes the IV it makes into the
+//!   zeroed IV buffer of `CK_GCM_PARAMS` and refuses any other IV (AWS
+//!   CloudHSM, Entrust nShield);
+//! - `iv_mode = hsm_appends`: the module makes the IV when given none and
+//!   appends it after the tag (Thales Luna).
+//!
+//! This emulates what `xks-pkcs11` expects of those modules (see the wrapper's
+//! documentation); it is not the vendors' hardware.
+//!
+//! For each mode, through a key manager configured with that mode: the shared
+//! key manager battery (round trips at every size, unique IVs, tampered IV, tag,
+//! ciphertext and AAD refused, rotation, concurrency, health), proof that the
+//! IVs it returns are the ones the module made, and ciphertexts that plain
+//! SoftHSM in `caller` mode decrypts on the same token and key, and the other
+//! way round. Then misconfigurations: a key manager whose `iv_mode` does not
+//! fit the module fails its startup check with an error that says why, having
+//! encrypted nothing.
+//!
+//! Each mode has a token of its own, and each wrapper its own copy of SoftHSM
+//! (its own instance, apart from the test support's). The tests run one at a
+//! time: every SoftHSM instance of this process reads and writes the same
+//! token files (a login rewrites the token's file), and SoftHSM's file locks
+//! (POSIX record locks) do not exclude each other within one process; an
+//! instance reading a token file while another rewrites it can lose the token.
+#![expect(
+    clippy::unwrap_used,
+    reason = "test code: a failed unwrap is a failed test"
+)]
+
+mod common;
+
+use std::path::Path;
+use std::sync::{Arc, Mutex, OnceLock};
+
+use async_trait::async_trait;
+use xks_keymanager::KeyManager;
+use xks_keymanager::testing::{Fixture, KeyRole};
+use xks_pkcs11::testing::SoftHsm;
+use xks_pkcs11::{Error, IvMode, Pkcs11Admin, Pkcs11KeyManager, Usage};
+use xks_protocol::KeyId;
+
+use crate::common::FaultWrap;
+
+/// One test at a time (see the module documentation).
+static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
+/// The token of the `hsm_writes_back` key manager.
+const WRITES_BACK_TOKEN: usize = 0;
+
+/// The token of the `hsm_appends` key manager.
+const APPENDS_TOKEN: usize = 1;
+
+/// The token of the misconfigured key managers (they use only the health
+/// check key).
+const MISCONFIGURED_TOKEN: usize = 2;
+
+/// One key per role of the battery, as in `tests/battery.rs`.
+const ROLES: [(KeyRole, &str, Usage); 7] = [
+    (KeyRole::Primary, "primary", Usage::ENCRYPT_DECRYPT),
+    (KeyRole::Other, "other", Usage::ENCRYPT_DECRYPT),
+    (KeyRole::EncryptOnly, "encrypt-only", Usage::ENCRYPT_ONLY),
+    (KeyRole::DecryptOnly, "decrypt-only", Usage::DECRYPT_ONLY),
+    (KeyRole::NoUsage, "no-usage", Usage::NONE),
+    (KeyRole::Disabled, "disabled", Usage::ENCRYPT_DECRYPT),
+    (KeyRole::Rotating, "rotating", Usage::ENCRYPT_DECRYPT),
+];
+
+/// A key manager configured with an HSM IV mode, on a wrapper that emulates
+/// that mode, shared by every test of the mode.
+struct Emulated {
+    mode: IvMode,
+    token: usize,
+    wrap: FaultWrap,
+    km: Arc<Pkcs11KeyManager>,
+    /// Operator session through the wrapper, so on the key manager's own
+    /// SoftHSM instance: it sees new key versions at once.
+    admin: Arc<Mutex<Pkcs11Admin>>,
+}
+
+/// The battery's view of an [`Emulated`] key manager, for one test: it
+/// holds the test's turn.
+struct ModeFixture {
+    emulated: &'static Emulated,
+    _serial: tokio::sync::MutexGuard<'static, ()>,
+}
+
+/// The configuration value of an HSM IV mode.
+fn name(mode: IvMode) -> &'static str {
+    match mode {
+        IvMode::HsmWritesBack => "hsm_writes_back",
+        IvMode::HsmAppends => "hsm_appends",
+        other => panic!("{other:?} is not emulated"),
+    }
+}
+
+/// The key manager of `mode`, made on first use: the battery's keys on the
+/// mode's token, a wrapper emulating the mode, and a key manager configured
+/// with the mode on it.
+fn emulated(mode: IvMode) -> &'static Emulated {
+    static WRITES_BACK: OnceLock<Emulated> = OnceLock::new();
+    static APPENDS: OnceLock<Emulated> = OnceLock::new();
+    let (cell, token) = match mode {
+        IvMode::HsmWritesBack => (&WRITES_BACK, WRITES_BACK_TOKEN),
+        IvMode::HsmAppends => (&APPENDS, APPENDS_TOKEN),
+        other => panic!("{other:?} is not emulated"),
+    };
+    cell.get_or_init(|| {
+        let hsm = SoftHsm::shared();
+        // Through the test support's SoftHSM instance, before the wrapped
+        // instance starts (and reads the token).
+        let plain = hsm.admin(token);
+        for (role, label, usage) in ROLES {
+            plain.create_key(label, usage).unwrap();
+            if role == KeyRole::Disabled {
+                plain.set_disabled(label, true).unwrap();
+            }
+        }
+        let wrap = FaultWrap::with_conf(name(mode), &format!("iv_mode = {}", name(mode)));
+        let mut config = hsm.config(&[token]);
+        config.module = Some(wrap.module());
+        config.iv_mode = mode;
+        let km = Pkcs11KeyManager::open(&config, SoftHsm::env()).unwrap();
+        let admin = Pkcs11Admin::open(&config, SoftHsm::env(), None).unwrap();
+        Emulated {
+            mode,
+            token,
+            wrap,
+            km: Arc::new(km),
+            admin: Arc::new(Mutex::new(admin)),
+        }
+    })
+}
+
+async fn fixture(mode: IvMode) -> ModeFixture {
+    let serial = SERIAL.lock().await;
+    ModeFixture {
+        emulated: tokio::task::spawn_blocking(move || emulated(mode))
+            .await
+            .unwrap(),
+        _serial: serial,
+    }
+}
+
+#[async_trait]
+impl Fixture for ModeFixture {
+    fn key_manager(&self) -> Arc<dyn KeyManager> {
+        self.emulated.km.clone()
+    }
+
+    fn key(&self, role: KeyRole) -> KeyId {
+        let (_, label, _) = ROLES.into_iter().find(|(r, ..)| *r == role).unwrap();
+        KeyId::new(label).unwrap()
+    }
+
+    async fn rotate(&self, key: &KeyId) {
+        let admin = self.emulated.admin.clone();
+        let label = key.as_str().to_owned();
+        tokio::task::spawn_blocking(move || admin.lock().unwrap().create_version(&label).unwrap())
+            .await
+            .unwrap();
+        self.emulated.km.refresh_keys();
+    }
+}
+
+/// For each emulated mode, a module of tests: the battery and the checks
+/// below, run with that mode.
+macro_rules! iv_mode_tests {
+    ($($module:ident => $mode:expr;)*) => {$(
+        mod $module {
+            use super::{IvMode, fixture};
+
+            xks_keymanager::key_manager_battery!(fixture($mode));
+
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn ivs_are_the_ones_the_module_made() {
+                super::ivs_are_the_ones_the_module_made($mode).await;
+            }
+
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn ciphertexts_interoperate_with_caller_mode() {
+                super::ciphertexts_interoperate_with_caller_mode($mode).await;
+            }
+        }
+    )*};
+}
+
+iv_mode_tests! {
+    hsm_writes_back => IvMode::HsmWritesBack;
+    hsm_appends => IvMode::HsmAppends;
+}
+
+/// Every IV the key manager returns is one the module made for that
+/// encryption (the wrapper records each IV it makes, once), never the zero
+/// buffer the proxy passes in `hsm_writes_back`, and decrypts the ciphertext.
+async fn ivs_are_the_ones_the_module_made(mode: IvMode) {
+    let f = fixture(mode).await;
+    let km = f.key_manager();
+    let key = f.key(KeyRole::Primary);
+    for (i, size) in [0usize, 1, 16, 100, 4300].into_iter().enumerate() {
+        let pt = vec![u8::try_from(i).unwrap(); size];
+        let sealed = km.encrypt(&key, &pt, b"aad").await.unwrap();
+        assert_eq!(sealed.iv.len(), 12, "{size} bytes");
+        assert_ne!(sealed.iv, [0; 12], "{size} bytes");
+        assert_eq!(sealed.ciphertext.len(), size);
+        let made = format!("iv {} {}", name(mode), hex(&sealed.iv));
+        assert_eq!(
+            f.emulated.wrap.events(&made),
+            1,
+            "the module made the IV of the {size}-byte encryption, once: `{made}`"
+        );
+        let got = km.decrypt(&key, sealed.as_ref(), b"aad").await.unwrap();
+        assert_eq!(got.as_bytes(), &pt[..], "{size} bytes");
+    }
+}
+
+/// The same token and key through plain SoftHSM, with a key manager in
+/// `caller` mode: it decrypts what the emulating module encrypted, and the
+/// emulating module decrypts what it encrypted. The IV mode changes who makes
+/// the IV, not the ciphertext.
+async fn ciphertexts_interoperate_with_caller_mode(mode: IvMode) {
+    let f = fixture(mode).await;
+    let token = f.emulated.token;
+    let plain = tokio::task::spawn_blocking(move || {
+        let config = SoftHsm::shared().config(&[token]);
+        assert_eq!(config.iv_mode, IvMode::Caller);
+        Pkcs11KeyManager::open(&config, SoftHsm::env())
+    })
+    .await
+    .unwrap()
+    .unwrap();
+    let emulating = &f.emulated.km;
+    let key = f.key(KeyRole::Primary);
+    for (size, aad) in [(0usize, &b""[..]), (17, b"aad"), (4300, b"more aad")] {
+        let pt = vec![0xa5; size];
+        let sealed = emulating.encrypt(&key, &pt, aad).await.unwrap();
+        let got = plain.decrypt(&key, sealed.as_ref(), aad).await.unwrap();
+        assert_eq!(
+            got.as_bytes(),
+            &pt[..],
+            "{:?} to caller, {size} bytes",
+            f.emulated.mode
+        );
+
+        let sealed = plain.encrypt(&key, &pt, aad).await.unwrap();
+        let got = emulating.decrypt(&key, sealed.as_ref(), aad).await.unwrap();
+        assert_eq!(
+            got.as_bytes(),
+            &pt[..],
+            "caller to {:?}, {size} bytes",
+            f.emulated.mode
+        );
+    }
+}
+
+/// `iv_mode = "caller"` on a module that makes the IV and writes it back
+/// (CloudHSM's way), which refuses the proxy's random IV: the startup check
+/// fails, saying `C_EncryptInit` returned `CKR_MECHANISM_PARAM_INVALID`. The
+/// module encrypted nothing.
+#[test]
+fn caller_mode_on_a_module_that_writes_the_iv_back_fails_clearly() {
+    let _serial = SERIAL.blocking_lock();
+    let wrap = FaultWrap::with_conf("caller-on-writes-back", "iv_mode = hsm_writes_back");
+    let error = open_misconfigured(&wrap.module(), IvMode::Caller);
+    assert_says(&error, "C_EncryptInit returned CKR_MECHANISM_PARAM_INVALID");
+    assert!(
+        wrap.events("refuse C_EncryptInit hsm_writes_back") >= 1,
+        "the module refused the IV"
+    );
+    assert_eq!(wrap.events("iv "), 0, "the module made no IV");
+}
+
+/// `iv_mode = "caller"` on a module that makes the IV and appends it (Luna's
+/// way), which refuses the proxy's IV: as above.
+#[test]
+fn caller_mode_on_a_module_that_appends_the_iv_fails_clearly() {
+    let _serial = SERIAL.blocking_lock();
+    let wrap = FaultWrap::with_conf("caller-on-appends", "iv_mode = hsm_appends");
+    let error = open_misconfigured(&wrap.module(), IvMode::Caller);
+    assert_says(&error, "C_EncryptInit returned CKR_MECHANISM_PARAM_INVALID");
+    assert!(
+        wrap.events("refuse C_EncryptInit hsm_appends") >= 1,
+        "the module refused the IV"
+    );
+    assert_eq!(wrap.events("iv "), 0, "the module made no IV");
+}
+
+/// `iv_mode = "hsm_writes_back"` on plain SoftHSM, which encrypts with the
+/// IV it is given (here the proxy's zero buffer) and writes nothing back: the
+/// proxy sees the buffer still zero and refuses the output, so no ciphertext
+/// under an all-zero IV ever leaves it. The startup check fails saying why.
+#[test]
+fn writes_back_mode_on_a_module_that_takes_the_callers_iv_fails_clearly() {
+    let _serial = SERIAL.blocking_lock();
+    let error = open_misconfigured(SoftHsm::module_path().as_path(), IvMode::HsmWritesBack);
+    assert_says(
+        &error,
+        "the module did not write an IV back; iv_mode hsm_writes_back does not fit this module",
+    );
+}
+
+/// `iv_mode = "hsm_appends"` on plain SoftHSM, which appends nothing: the
+/// proxy refuses the output for its length. (SoftHSM 2.6 even encrypts with
+/// the empty IV; a module that refused it would fail `C_EncryptInit`
+/// instead. Either way the startup check fails, and nothing is returned.)
+#[test]
+fn appends_mode_on_a_module_that_does_not_append_fails_clearly() {
+    let _serial = SERIAL.blocking_lock();
+    let error = open_misconfigured(SoftHsm::module_path().as_path(), IvMode::HsmAppends);
+    let chain = chain(&error);
+    assert!(
+        chain.contains("the module's GCM output has an unexpected length")
+            || chain.contains("C_EncryptInit returned"),
+        "{chain}"
+    );
+}
+
+/// `iv_mode = "hsm_appends"` on a module that writes the IV back instead,
+/// and so refuses the empty IV: the startup check fails saying so.
+#[test]
+fn appends_mode_on_a_module_that_writes_the_iv_back_fails_clearly() {
+    let _serial = SERIAL.blocking_lock();
+    let wrap = FaultWrap::with_conf("appends-on-writes-back", "iv_mode = hsm_writes_back");
+    let error = open_misconfigured(&wrap.module(), IvMode::HsmAppends);
+    assert_says(&error, "C_EncryptInit returned CKR_MECHANISM_PARAM_INVALID");
+    assert_eq!(wrap.events("iv "), 0, "the module made no IV");
+}
+
+/// Opens a key manager with `mode` on `module`, which must fail: no slot
+/// passes the startup check (its health probe encrypts and decrypts).
+fn open_misconfigured(module: &Path, mode: IvMode) -> Error {
+    let mut config = SoftHsm::shared().config(&[MISCONFIGURED_TOKEN]);
+    config.module = Some(module.to_owned());
+    config.iv_mode = mode;
+    let error = Pkcs11KeyManager::open(&config, SoftHsm::env()).unwrap_err();
+    assert!(
+        matches!(error, Error::NoUsableSlot { .. }),
+        "{}",
+        chain(&error)
+    );
+    error
+}
+
+/// Asserts that `error`'s cause chain says `what`.
+fn assert_says(error: &Error, what: &str) {
+    let chain = chain(error);
+    assert!(chain.contains(what), "expected `{what}` in: {chain}");
+}
+
+/// `error` and its sources, one after the other.
+fn chain(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text
+}
+
+/// `bytes` in lowercase hex, as the wrapper records IVs.
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|byte| format!("{byte:02x}")).collect()
+}
