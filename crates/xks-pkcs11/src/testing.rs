@@ -245,11 +245,13 @@ fn prepare_conf(conf: &Path) {
         std::fs::rename(&tmp, conf)
             .unwrap_or_else(|e| panic!("cannot write {}: {e}", conf.display()));
     }
-    prune_stale_tokens(&tokens);
+    prune_stale(&tokens, STALE_TOKEN_AGE);
 }
 
-fn prune_stale_tokens(tokens: &Path) {
-    let Ok(entries) = std::fs::read_dir(tokens) else {
+/// Removes the entries of `dir` not modified for `max_age` (what earlier test
+/// runs left behind). Best effort.
+pub fn prune_stale(dir: &Path, max_age: Duration) {
+    let Ok(entries) = std::fs::read_dir(dir) else {
         return;
     };
     for entry in entries.flatten() {
@@ -258,7 +260,7 @@ fn prune_stale_tokens(tokens: &Path) {
             .and_then(|m| m.modified())
             .ok()
             .and_then(|t| t.elapsed().ok())
-            .is_some_and(|age| age > STALE_TOKEN_AGE);
+            .is_some_and(|age| age > max_age);
         if stale {
             // Best effort: another process may be pruning too.
             let _ = std::fs::remove_dir_all(entry.path());

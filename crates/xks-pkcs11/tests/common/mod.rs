@@ -131,20 +131,7 @@ fn run_dir() -> &'static Path {
     static DIR: OnceLock<PathBuf> = OnceLock::new();
     DIR.get_or_init(|| {
         let runs = Path::new(env!("CARGO_TARGET_TMPDIR")).join("faultwrap-runs");
-        if let Ok(entries) = std::fs::read_dir(&runs) {
-            for entry in entries.flatten() {
-                let stale = entry
-                    .metadata()
-                    .and_then(|m| m.modified())
-                    .ok()
-                    .and_then(|t| t.elapsed().ok())
-                    .is_some_and(|age| age > STALE_RUN_AGE);
-                if stale {
-                    // Best effort: another test process may be pruning too.
-                    let _ = std::fs::remove_dir_all(entry.path());
-                }
-            }
-        }
+        xks_pkcs11::testing::prune_stale(&runs, STALE_RUN_AGE);
         let stamp = SystemTime::now()
             .duration_since(SystemTime::UNIX_EPOCH)
             .unwrap()
