@@ -361,6 +361,58 @@ async fn http2_prior_knowledge_is_detected() {
     stop(running).await;
 }
 
+/// An idle HTTP/2 connection is closed (GOAWAY, then the end of the connection)
+/// after one to two idle timeouts; one with a request every 300 ms stays open.
+#[tokio::test]
+async fn idle_http2_connections_are_closed_busy_ones_are_not() {
+    let running = start("5s", "1s").await;
+    let handshake = |addr| async move {
+        let tcp = TcpStream::connect(addr).await.unwrap();
+        hyper::client::conn::http2::handshake(TokioExecutor::new(), TokioIo::new(tcp))
+            .await
+            .unwrap()
+    };
+    let ping = |addr: SocketAddr| {
+        Request::get(format!("http://{addr}/ping"))
+            .body(Full::new(Bytes::new()))
+            .unwrap()
+    };
+    let (mut idle, idle_conn) = handshake(running.addr).await;
+    let idle_conn = tokio::spawn(idle_conn);
+    let (mut busy, busy_conn) = handshake(running.addr).await;
+    let busy_conn = tokio::spawn(busy_conn);
+    assert_eq!(
+        idle.send_request(ping(running.addr))
+            .await
+            .unwrap()
+            .status(),
+        200
+    );
+    // 2.4 s of traffic on `busy`: longer than two idle timeouts.
+    for _ in 0..8 {
+        let resp = busy.send_request(ping(running.addr)).await.unwrap();
+        assert_eq!(resp.status(), 200);
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+    tokio::time::timeout(PATIENCE, idle_conn)
+        .await
+        .expect("the idle HTTP/2 connection was not closed")
+        .unwrap()
+        .unwrap();
+    assert!(
+        !busy_conn.is_finished(),
+        "the busy HTTP/2 connection was closed"
+    );
+    assert_eq!(
+        busy.send_request(ping(running.addr))
+            .await
+            .unwrap()
+            .status(),
+        200
+    );
+    stop(running).await;
+}
+
 /// Shutdown closes parked connections at once instead of waiting out the grace
 /// period (30 s here) for them.
 #[tokio::test]
