@@ -489,10 +489,12 @@ async fn serve_h2<S>(
     let service = service_fn(move |req: hyper::Request<Incoming>| {
         let in_flight = counter.enter();
         let app = Arc::clone(&app);
-        async move {
+        // Boxed: hyper spawns a task per stream, and would otherwise copy the
+        // whole request future (over 2 KiB) into it.
+        Box::pin(async move {
             let response = respond(&app, role, peer, req).await;
             Ok::<_, Infallible>(counted(response, in_flight))
-        }
+        })
     });
     let conn_io = ConnIo {
         prefix: first,
