@@ -207,6 +207,8 @@ fn soft_store_check_config_serve_reload_and_drain() {
             r#"
 [server]
 listen = ["127.0.0.1:{port}"]
+# One runtime worker: serving, reloading and draining do not need more.
+worker_threads = 1
 [server.tls]
 cert = "server.pem"
 key = "server.key"
