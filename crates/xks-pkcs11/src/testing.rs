@@ -30,10 +30,13 @@
 use std::ffi::OsString;
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::sync::OnceLock;
+use std::sync::{Arc, Mutex, OnceLock, PoisonError};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use crate::{Pkcs11Admin, Pkcs11Config, SlotConfig, Usage};
+use xks_keymanager::testing::KeyRole;
+use xks_protocol::KeyId;
+
+use crate::{Pkcs11Admin, Pkcs11Config, Pkcs11KeyManager, SlotConfig, Usage};
 
 /// The first line of a `softhsm2.conf` this module wrote (and may rewrite).
 const MARKER: &str = "# Written by xks-pkcs11's test support (xks_pkcs11::testing).";
@@ -51,6 +54,63 @@ const INSTALL_HINT: &str = "install SoftHSM2 with `scripts/ensure-softhsm.sh` \
 
 /// Token directories older than this are left-overs of earlier runs.
 const STALE_TOKEN_AGE: Duration = Duration::from_secs(24 * 3600);
+
+/// The keys of the shared `KeyManager` battery (`xks_keymanager::testing`): a
+/// label and a usage per role. [`create_battery_keys`] makes them on a token.
+pub const BATTERY_KEYS: [(KeyRole, &str, Usage); 7] = [
+    (KeyRole::Primary, "primary", Usage::ENCRYPT_DECRYPT),
+    (KeyRole::Other, "other", Usage::ENCRYPT_DECRYPT),
+    (KeyRole::EncryptOnly, "encrypt-only", Usage::ENCRYPT_ONLY),
+    (KeyRole::DecryptOnly, "decrypt-only", Usage::DECRYPT_ONLY),
+    (KeyRole::NoUsage, "no-usage", Usage::NONE),
+    (KeyRole::Disabled, "disabled", Usage::ENCRYPT_DECRYPT),
+    (KeyRole::Rotating, "rotating", Usage::ENCRYPT_DECRYPT),
+];
+
+/// Makes [`BATTERY_KEYS`] on the token of `admin` with the operator commands;
+/// the disabled key is disabled through its `CKA_END_DATE`, as an operator would.
+pub fn create_battery_keys(admin: &Pkcs11Admin) {
+    for (role, label, usage) in BATTERY_KEYS {
+        admin
+            .create_key(label, usage)
+            .expect("create a battery key");
+        if role == KeyRole::Disabled {
+            admin
+                .set_disabled(label, true)
+                .expect("disable the battery's disabled key");
+        }
+    }
+}
+
+/// The key id of `role` among [`BATTERY_KEYS`].
+pub fn battery_key(role: KeyRole) -> KeyId {
+    let (_, label, _) = BATTERY_KEYS
+        .into_iter()
+        .find(|(r, ..)| *r == role)
+        .expect("every battery role has a key");
+    KeyId::new(label).expect("battery labels are valid key ids")
+}
+
+/// Rotates `key` as an operator would (a new version on the token, through
+/// `admin`) and makes `km` see it at once.
+pub async fn rotate_battery_key(
+    admin: &Arc<Mutex<Pkcs11Admin>>,
+    km: &Pkcs11KeyManager,
+    key: &KeyId,
+) {
+    let admin = Arc::clone(admin);
+    let label = key.as_str().to_owned();
+    tokio::task::spawn_blocking(move || {
+        admin
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .create_version(&label)
+            .expect("create a new key version")
+    })
+    .await
+    .expect("the rotation task finished");
+    km.refresh_keys();
+}
 
 /// SoftHSM2 tokens made for this test process.
 #[derive(Debug)]

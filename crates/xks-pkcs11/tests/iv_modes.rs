@@ -39,8 +39,8 @@ use std::sync::{Arc, Mutex, OnceLock};
 use async_trait::async_trait;
 use xks_keymanager::KeyManager;
 use xks_keymanager::testing::{Fixture, KeyRole};
-use xks_pkcs11::testing::SoftHsm;
-use xks_pkcs11::{Error, IvMode, Pkcs11Admin, Pkcs11KeyManager, Usage};
+use xks_pkcs11::testing::{self, SoftHsm};
+use xks_pkcs11::{Error, IvMode, Pkcs11Admin, Pkcs11KeyManager};
 use xks_protocol::KeyId;
 
 use crate::common::FaultWrap;
@@ -57,17 +57,6 @@ const APPENDS_TOKEN: usize = 1;
 /// The token of the misconfigured key managers (they use only the health
 /// check key).
 const MISCONFIGURED_TOKEN: usize = 2;
-
-/// One key per role of the battery, as in `tests/battery.rs`.
-const ROLES: [(KeyRole, &str, Usage); 7] = [
-    (KeyRole::Primary, "primary", Usage::ENCRYPT_DECRYPT),
-    (KeyRole::Other, "other", Usage::ENCRYPT_DECRYPT),
-    (KeyRole::EncryptOnly, "encrypt-only", Usage::ENCRYPT_ONLY),
-    (KeyRole::DecryptOnly, "decrypt-only", Usage::DECRYPT_ONLY),
-    (KeyRole::NoUsage, "no-usage", Usage::NONE),
-    (KeyRole::Disabled, "disabled", Usage::ENCRYPT_DECRYPT),
-    (KeyRole::Rotating, "rotating", Usage::ENCRYPT_DECRYPT),
-];
 
 /// A key manager configured with an HSM IV mode, on a wrapper that emulates
 /// that mode, shared by every test of the mode.
@@ -112,13 +101,7 @@ fn emulated(mode: IvMode) -> &'static Emulated {
         let hsm = SoftHsm::shared();
         // Through the test support's SoftHSM instance, before the wrapped
         // instance starts (and reads the token).
-        let plain = hsm.admin(token);
-        for (role, label, usage) in ROLES {
-            plain.create_key(label, usage).unwrap();
-            if role == KeyRole::Disabled {
-                plain.set_disabled(label, true).unwrap();
-            }
-        }
+        testing::create_battery_keys(&hsm.admin(token));
         let wrap = FaultWrap::with_conf(name(mode), &format!("iv_mode = {}", name(mode)));
         let mut config = hsm.config(&[token]);
         config.module = Some(wrap.module());
@@ -152,17 +135,11 @@ impl Fixture for ModeFixture {
     }
 
     fn key(&self, role: KeyRole) -> KeyId {
-        let (_, label, _) = ROLES.into_iter().find(|(r, ..)| *r == role).unwrap();
-        KeyId::new(label).unwrap()
+        testing::battery_key(role)
     }
 
     async fn rotate(&self, key: &KeyId) {
-        let admin = self.emulated.admin.clone();
-        let label = key.as_str().to_owned();
-        tokio::task::spawn_blocking(move || admin.lock().unwrap().create_version(&label).unwrap())
-            .await
-            .unwrap();
-        self.emulated.km.refresh_keys();
+        testing::rotate_battery_key(&self.emulated.admin, &self.emulated.km, key).await;
     }
 }
 
