@@ -40,6 +40,7 @@
 //! | `<rv> until_initialize` | every intercepted call fails until a `C_Initialize` that returns `CKR_OK` (one after a `C_Finalize`), which rewrites the file to `ok`: the fault only a module restart cures |
 //! | `... only=C_Decrypt,C_Login` | only these functions fail; the other intercepted ones pass |
 //! | `... slow=<ms>` | intercepted calls that pass wait this long first (inside the call) |
+//! | `... initialize_fails=<n>` | the next `n` calls of `C_Initialize` fail with `<rv>` too, without reaching the wrapped module (which a `C_Finalize` before left finalized); the file is rewritten with the number left |
 //!
 //! `<rv>` is `device_error`, `device_removed` or `token_not_present`. A line
 //! that does not parse fails the calls with `CKR_GENERAL_ERROR` and says why on
@@ -169,6 +170,8 @@ struct Fault {
     only: Vec<String>,
     /// How long calls that pass wait first, in milliseconds.
     slow: u64,
+    /// How many more `C_Initialize` calls fail (with `rv`).
+    initialize_fails: u64,
 }
 
 /// What an intercepted call does.
@@ -352,6 +355,21 @@ impl Wrapper {
     fn read(&self) -> Result<Fault, String> {
         let text = std::fs::read_to_string(&self.fault_file).unwrap_or_default();
         Fault::parse(text.lines().next().unwrap_or(""))
+    }
+
+    /// The failure the next `C_Initialize` is to return, if the switch says
+    /// so (`initialize_fails`); counts it down and records it.
+    fn initialize_verdict(&self) -> Option<CK_RV> {
+        let _lock = self.lock.lock().unwrap_or_else(PoisonError::into_inner);
+        let mut fault = self.read().ok()?;
+        let rv = fault.rv?;
+        if fault.initialize_fails == 0 {
+            return None;
+        }
+        fault.initialize_fails -= 1;
+        self.rewrite(&fault.to_string());
+        self.event(&format!("inject C_Initialize {rv:#x}"));
+        Some(rv)
     }
 
     /// Records a `C_Initialize`; a successful one cures an `until_initialize` fault.
@@ -767,6 +785,8 @@ impl Fault {
                 fault.only = functions.split(',').map(str::to_owned).collect();
             } else if let Some(ms) = word.strip_prefix("slow=") {
                 fault.slow = ms.parse().map_err(|_| format!("bad delay `{word}`"))?;
+            } else if let Some(n) = word.strip_prefix("initialize_fails=") {
+                fault.initialize_fails = n.parse().map_err(|_| format!("bad count `{word}`"))?;
             } else {
                 return Err(format!("unknown option `{word}`"));
             }
@@ -793,6 +813,9 @@ impl std::fmt::Display for Fault {
         }
         if self.slow > 0 {
             write!(f, " slow={}", self.slow)?;
+        }
+        if self.initialize_fails > 0 {
+            write!(f, " initialize_fails={}", self.initialize_fails)?;
         }
         Ok(())
     }
@@ -836,12 +859,16 @@ fn own_directory() -> Result<PathBuf, String> {
 
 // === The replaced functions ===
 
-/// `C_Initialize`, passed on; records the call and cures an
-/// `until_initialize` fault when it succeeds.
+/// `C_Initialize`, passed on unless the switch makes it fail
+/// (`initialize_fails`); records the call and cures an `until_initialize`
+/// fault when it succeeds.
 unsafe extern "C" fn initialize(args: *mut c_void) -> CK_RV {
     let Some(wrapper) = wrapper() else {
         return CKR_GENERAL_ERROR;
     };
+    if let Some(rv) = wrapper.initialize_verdict() {
+        return rv;
+    }
     let Some(real) = wrapper.real.C_Initialize else {
         return CKR_FUNCTION_NOT_SUPPORTED;
     };

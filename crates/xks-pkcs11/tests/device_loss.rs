@@ -2,7 +2,8 @@
 //! module (`crates/xks-pkcs11-faultwrap`, built by `tests/common` into
 //! `CARGO_TARGET_TMPDIR`): device errors that a new session cures, device
 //! errors only a module restart cures, outages with failover to another module,
-//! the restart backoff, and the quiescing of calls around a restart.
+//! the restart backoff, restarts whose `C_Initialize` fails, and the quiescing
+//! of calls around a restart.
 //!
 //! Each test wraps its own copy of the SoftHSM library, so it has a SoftHSM
 //! instance (and a module restart state) of its own, apart from the instance
@@ -215,6 +216,72 @@ async fn a_fault_only_a_restart_cures_is_cured_within_the_request() {
     assert_eq!(got.as_bytes(), b"across");
     traffic_works(&km, &key, &old).await;
     assert_eq!(stats(&km, 0).module_restarts, after.module_restarts);
+}
+
+/// A restart whose `C_Initialize` fails, as when the device is not back yet:
+/// the module stays uninitialized and every call fails fast as `Unavailable`
+/// (health too); the key manager initializes it again only after the backoff
+/// (300 ms, doubling), not once per call. When `C_Initialize` works again the
+/// fault is cured, and new and old ciphertexts work with no further restart.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_restart_whose_initialize_fails_is_retried_after_the_backoff() {
+    let _serial = SERIAL.lock().await;
+    let wrap = FaultWrap::new("initialize-fails");
+    let (km, key, old) = wrapped_km(&wrap, 0, "initialize-fails").await;
+
+    wrap.set("device_error until_initialize initialize_fails=2");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let mut failures = 0;
+    let sealed = loop {
+        let started = Instant::now();
+        match km.encrypt(&key, b"across", b"aad").await {
+            Ok(sealed) => break sealed,
+            Err(error) => {
+                let took = started.elapsed();
+                assert_eq!(error.kind(), ErrorKind::Unavailable, "{error}");
+                assert!(took < FAST, "a failing call took {took:?}");
+                failures += 1;
+                if failures == 1 {
+                    let health = km.health().await;
+                    assert_eq!(health[0].status, HealthStatus::Unavailable, "{health:?}");
+                }
+            }
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no recovery after {failures} failures; fault switch: {}",
+            wrap.fault()
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    assert_eq!(
+        wrap.fault(),
+        "ok",
+        "the C_Initialize that worked cured the fault"
+    );
+    assert_eq!(
+        wrap.events("inject C_Initialize"),
+        2,
+        "both failures were used"
+    );
+    // The first initialization, and the one that worked.
+    assert_eq!(wrap.events("C_Initialize 0x0"), 2);
+    assert!(wrap.events("C_Finalize") >= 1, "the module was restarted");
+    // Three initializations in all (two failed) over the outage, while calls
+    // kept coming every 20 ms: the backoff held, there was no retry loop.
+    assert!(
+        failures >= 3,
+        "{failures} failed calls: the outage lasted at least two backoffs"
+    );
+
+    let got = km.decrypt(&key, sealed.as_ref(), b"aad").await.unwrap();
+    assert_eq!(got.as_bytes(), b"across");
+    let healed = stats(&km, 0);
+    traffic_works(&km, &key, &old).await;
+    let health = km.health().await;
+    assert_eq!(health[0].status, HealthStatus::Active, "{health:?}");
+    assert_eq!(stats(&km, 0).module_restarts, healed.module_restarts);
+    assert_eq!(wrap.events("inject C_Initialize"), 2);
 }
 
 /// Two slots holding the same key: the first through the wrapped module, the
