@@ -261,7 +261,10 @@ impl Pkcs11Admin {
     pub fn list_keys(&self) -> Result<Vec<KeyObject>, Error> {
         let handles = self
             .session
-            .find_objects(&[Attribute::Class(ObjectClass::SECRET_KEY)])
+            .find_objects(&[
+                Attribute::Class(ObjectClass::SECRET_KEY),
+                Attribute::Token(true),
+            ])
             .map_err(|e| Error::call("listing keys", e))?;
         let mut objects = Vec::with_capacity(handles.len());
         for handle in handles {

@@ -117,10 +117,13 @@ pub(crate) fn validate_label(label: &str) -> Result<(), &'static str> {
     Ok(())
 }
 
-/// The one secret key labelled `label`, if any.
+/// The one secret key on the token labelled `label`, if any. Session objects
+/// (such as the copies of `session_key_copies`, visible to every session of
+/// the process) are not token keys and are not found.
 pub(crate) fn find_key(session: &Session, label: &str) -> Result<Option<ObjectHandle>, FindError> {
     let template = [
         Attribute::Class(ObjectClass::SECRET_KEY),
+        Attribute::Token(true),
         Attribute::Label(label.as_bytes().to_vec()),
     ];
     let found = session.find_objects(&template).map_err(FindError::Call)?;
@@ -214,6 +217,7 @@ pub(crate) fn find_markers(
 ) -> Result<Vec<ObjectHandle>, cryptoki::error::Error> {
     session.find_objects(&[
         Attribute::Class(ObjectClass::DATA),
+        Attribute::Token(true),
         Attribute::Label(disabled_marker_label(label).into_bytes()),
     ])
 }

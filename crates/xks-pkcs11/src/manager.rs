@@ -60,6 +60,9 @@ pub struct SlotStats {
     /// module shared by several slots restarts for all of them, and counts
     /// in the slot that restarted it.
     pub module_restarts: u64,
+    /// Session-object copies of keys made by the slot's workers
+    /// (`session_key_copies`).
+    pub key_copies: u64,
 }
 
 // === impl Pkcs11KeyManager ===
@@ -96,6 +99,7 @@ impl Pkcs11KeyManager {
             iv_mode: config.iv_mode,
             allow_extractable: config.allow_extractable_keys,
             key_refresh: config.key_refresh_interval,
+            session_key_copies: config.session_key_copies,
             canary_label: config.canary_label.clone(),
             failover_backoff: config.failover_backoff,
             call_timeout: config.call_timeout,
@@ -214,6 +218,7 @@ impl Pkcs11KeyManager {
                     logins: c.logins.load(Ordering::Relaxed),
                     key_lookups: c.key_lookups.load(Ordering::Relaxed),
                     module_restarts: c.module_restarts.load(Ordering::Relaxed),
+                    key_copies: c.key_copies.load(Ordering::Relaxed),
                 }
             })
             .collect()

@@ -19,6 +19,7 @@ use xks_protocol::{KeyStatus, MetadataResponse, Plaintext};
 
 use crate::IvMode;
 use crate::config::TokenSelector;
+use crate::copies::{CopyError, KeyCopies, TokenKey};
 use crate::error::{CallDisplay, Pkcs11CallError};
 use crate::gcm::{self, GcmError, GcmOutput, IV_LEN, TAG_LEN};
 use crate::keys::{self, CalendarDate, FindError, KeyAttrs};
@@ -38,6 +39,8 @@ pub(crate) struct Settings {
     pub(crate) iv_mode: IvMode,
     pub(crate) allow_extractable: bool,
     pub(crate) key_refresh: Duration,
+    /// Use keys through per-worker session copies (`session_key_copies`).
+    pub(crate) session_key_copies: bool,
     pub(crate) canary_label: String,
     /// How long a slot that restarts its module is passed over.
     pub(crate) failover_backoff: Duration,
@@ -148,6 +151,8 @@ pub(crate) struct Counters {
     pub(crate) key_lookups: AtomicU64,
     /// Module restarts (`C_Finalize`, `C_Initialize`) made by this slot's workers.
     pub(crate) module_restarts: AtomicU64,
+    /// Session-object copies of keys made (`session_key_copies`).
+    pub(crate) key_copies: AtomicU64,
 }
 
 /// Key objects found on the token, by label of version 1.
@@ -172,6 +177,8 @@ pub(crate) struct KeyEntry {
 #[derive(Clone)]
 struct KeyObject {
     handle: ObjectHandle,
+    /// The object's label (`<label>` or `<label>.v<n>`).
+    label: String,
     attrs: KeyAttrs,
 }
 
@@ -188,6 +195,10 @@ pub(crate) struct Worker {
     /// A call failed and was recovered from since the last success: the next
     /// success tells the module it is cured (its reset backoff starts over).
     troubled: bool,
+    /// Sessions this worker opened: names the one `copies` live in.
+    session_number: u64,
+    /// Session copies of keys, with `session_key_copies`.
+    copies: KeyCopies,
 }
 
 /// Why one attempt at a job failed.
@@ -201,6 +212,9 @@ enum Failure {
     /// `CKR_TOKEN_NOT_PRESENT`, a lost device (many modules only look for
     /// tokens in `C_Initialize`).
     TokenGone(KeyManagerError),
+    /// The cached key no longer matches its token object (seen when checking
+    /// a session copy): look the key up again.
+    Stale { label: String, why: &'static str },
     /// The answer is final.
     Final(KeyManagerError),
 }
@@ -558,6 +572,8 @@ impl Worker {
             ivs: gcm::IvPool::new(),
             seen_generation: 0,
             troubled: false,
+            session_number: 0,
+            copies: KeyCopies::new(),
         }
     }
 
@@ -742,10 +758,11 @@ impl Worker {
                     return Err(Failure::Final(internal("the version just used is gone")));
                 };
                 let gcm_aad = gcm_aad(aad, version).map_err(Failure::Final)?;
+                let handle = self.key_handle(label, object)?;
                 let session = self.session()?;
                 let check = gcm::decrypt(
                     session,
-                    object.handle,
+                    handle,
                     &out.iv,
                     &sealed.ciphertext,
                     &sealed.tag,
@@ -775,8 +792,9 @@ impl Worker {
                     )));
                 };
                 let gcm_aad = gcm_aad(aad, *version).map_err(Failure::Final)?;
+                let handle = self.key_handle(label, object)?;
                 let session = self.session()?;
-                gcm::decrypt(session, object.handle, iv, ciphertext, tag, &gcm_aad)
+                gcm::decrypt(session, handle, iv, ciphertext, tag, &gcm_aad)
                     .map(Reply::Plaintext)
                     .map_err(|e| gcm_failure(e, label))
             }
@@ -791,10 +809,11 @@ impl Worker {
                     return Err(Failure::Final(internal("the canary lost its version")));
                 };
                 let gcm_aad = gcm_aad(PROBE_AAD, version).map_err(Failure::Final)?;
+                let handle = self.key_handle(&label, object)?;
                 let session = self.session()?;
                 let opened = gcm::decrypt(
                     session,
-                    object.handle,
+                    handle,
                     &sealed.iv,
                     &sealed.ciphertext,
                     &sealed.tag,
@@ -811,6 +830,43 @@ impl Worker {
         }
     }
 
+    /// The handle to operate with for `object`, a version of the key labelled
+    /// `label`: the token object, or with `session_key_copies` this worker's
+    /// session copy of it.
+    fn key_handle(&mut self, label: &str, object: &KeyObject) -> Result<ObjectHandle, Failure> {
+        if !self.shared.settings.session_key_copies {
+            return Ok(object.handle);
+        }
+        self.session()?;
+        let Some((session, _)) = &self.session else {
+            return Err(Failure::Final(internal("no session after opening one")));
+        };
+        let key = TokenKey {
+            handle: object.handle,
+            label: &object.label,
+            attrs: &object.attrs,
+        };
+        let recoverable = |e: &cryptoki::error::Error| classify(e) != Recovery::None;
+        self.copies
+            .handle(
+                session,
+                self.session_number,
+                &key,
+                recoverable,
+                &self.shared.counters.key_copies,
+            )
+            .map_err(|e| match e {
+                CopyError::Call(error) => Failure::Call {
+                    error,
+                    label: Some(label.to_owned()),
+                },
+                CopyError::Stale(why) => Failure::Stale {
+                    label: label.to_owned(),
+                    why,
+                },
+            })
+    }
+
     /// Encrypts with the newest version of `entry`.
     fn seal(
         &mut self,
@@ -822,7 +878,7 @@ impl Worker {
         let Some((version, object)) = entry.newest() else {
             return Err(Failure::Final(internal("a cached key without versions")));
         };
-        let handle = object.handle;
+        let handle = self.key_handle(label, object)?;
         let gcm_aad = gcm_aad(aad, version).map_err(Failure::Final)?;
         let mode = self.shared.settings.iv_mode;
         self.session()?;
@@ -879,7 +935,11 @@ impl Worker {
                 error,
                 label: Some(label.to_owned()),
             })?;
-            Ok(Some(KeyObject { handle, attrs }))
+            Ok(Some(KeyObject {
+                handle,
+                label: label.to_owned(),
+                attrs,
+            }))
         };
         let mut versions = Vec::new();
         let Some(first) = find(label)? else {
@@ -924,6 +984,7 @@ impl Worker {
         if self.session.is_none() {
             let session = self.open_session()?;
             self.session = Some((session, self.shared.module.generation()));
+            self.session_number += 1;
         }
         match &self.session {
             Some((session, _)) => Ok(session),
@@ -1010,6 +1071,9 @@ impl Worker {
                     Some(label) => self.shared.evict(label),
                     None => self.shared.clear_cache(),
                 }
+                // A copy's handle may be what failed: make them again.
+                let session = self.session.as_ref().map(|(session, _)| session);
+                self.copies.clear(session);
                 // A lost login shows as invalid handles: log in again first.
                 self.gated(|worker| match &worker.session {
                     Some((session, _)) => worker.ensure_login(session),
@@ -1090,6 +1154,7 @@ impl Failure {
         match self {
             Self::Call { error, .. } => classify(error),
             Self::TokenGone(_) => Recovery::Reopen,
+            Self::Stale { .. } => Recovery::Relookup,
             Self::Final(_) => Recovery::None,
         }
     }
@@ -1100,7 +1165,7 @@ impl Failure {
         match self {
             Self::Call { error, .. } => is_device_loss(error),
             Self::TokenGone(_) => true,
-            Self::Final(_) => false,
+            Self::Stale { .. } | Self::Final(_) => false,
         }
     }
 
@@ -1108,6 +1173,7 @@ impl Failure {
     fn reason(&self) -> String {
         match self {
             Self::Call { error, .. } => CallDisplay(error).to_string(),
+            Self::Stale { why, .. } => (*why).to_owned(),
             Self::TokenGone(e) | Self::Final(e) => e.to_string(),
         }
     }
@@ -1115,6 +1181,7 @@ impl Failure {
     fn into_label(self) -> Option<String> {
         match self {
             Self::Call { label, .. } => label,
+            Self::Stale { label, .. } => Some(label),
             Self::TokenGone(_) | Self::Final(_) => None,
         }
     }
@@ -1123,6 +1190,7 @@ impl Failure {
     fn into_final(self, node_id: &str) -> KeyManagerError {
         match self {
             Self::Call { error, .. } => map_error(error, node_id),
+            Self::Stale { why, .. } => stale(why, node_id),
             Self::TokenGone(e) | Self::Final(e) => e,
         }
     }
@@ -1131,6 +1199,7 @@ impl Failure {
     fn into_unavailable(self, node_id: &str) -> KeyManagerError {
         match self {
             Self::Call { error, .. } => unavailable(error, node_id),
+            Self::Stale { why, .. } => stale(why, node_id),
             Self::TokenGone(e) | Self::Final(e) => e,
         }
     }
@@ -1256,6 +1325,14 @@ fn gcm_failure(error: GcmError, label: &str) -> Failure {
         },
         GcmError::Layout(what) => Failure::Final(internal(what)),
     }
+}
+
+/// A key that kept changing on the token while it was being used.
+fn stale(why: &'static str, node_id: &str) -> KeyManagerError {
+    KeyManagerError::new(
+        ErrorKind::Unavailable,
+        format!("PKCS#11 slot {node_id}: {why}, and again after reading it anew"),
+    )
 }
 
 fn refused(reason: &'static str) -> KeyManagerError {

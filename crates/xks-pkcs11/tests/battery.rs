@@ -1,4 +1,7 @@
-//! The shared key manager battery, on a SoftHSM2 token made for this test run.
+//! The shared key manager battery, on SoftHSM2 tokens made for this test run:
+//! once with the workers using the token objects, once with
+//! `session_key_copies` (each worker using its session copies of the keys),
+//! each on a token of its own.
 #![expect(
     clippy::unwrap_used,
     reason = "fixture code of a test: a failed unwrap is a failed test"
@@ -13,9 +16,6 @@ use xks_pkcs11::testing::{self, SoftHsm};
 use xks_pkcs11::{Pkcs11Admin, Pkcs11KeyManager};
 use xks_protocol::KeyId;
 
-/// The token of this binary's battery.
-const TOKEN: usize = 0;
-
 /// The key manager and operator session shared by every check of this binary:
 /// PKCS#11 initialization is per process.
 struct HsmFixture {
@@ -23,19 +23,29 @@ struct HsmFixture {
     admin: Arc<Mutex<Pkcs11Admin>>,
 }
 
-fn shared() -> &'static (Arc<Pkcs11KeyManager>, Arc<Mutex<Pkcs11Admin>>) {
-    static SHARED: OnceLock<(Arc<Pkcs11KeyManager>, Arc<Mutex<Pkcs11Admin>>)> = OnceLock::new();
-    SHARED.get_or_init(|| {
+type Shared = OnceLock<(Arc<Pkcs11KeyManager>, Arc<Mutex<Pkcs11Admin>>)>;
+
+/// The battery's key manager, with or without `session_key_copies`, on token
+/// 0 or 1, made once.
+fn shared(copies: bool) -> &'static (Arc<Pkcs11KeyManager>, Arc<Mutex<Pkcs11Admin>>) {
+    static DIRECT: Shared = OnceLock::new();
+    static COPIES: Shared = OnceLock::new();
+    let (cell, token) = if copies { (&COPIES, 1) } else { (&DIRECT, 0) };
+    cell.get_or_init(|| {
         let hsm = SoftHsm::shared();
-        let admin = hsm.admin(TOKEN);
+        let admin = hsm.admin(token);
         testing::create_battery_keys(&admin);
-        let km = Pkcs11KeyManager::open(&hsm.config(&[TOKEN]), SoftHsm::env()).unwrap();
+        let mut config = hsm.config(&[token]);
+        config.session_key_copies = copies;
+        let km = Pkcs11KeyManager::open(&config, SoftHsm::env()).unwrap();
         (Arc::new(km), Arc::new(Mutex::new(admin)))
     })
 }
 
-async fn fixture() -> HsmFixture {
-    let (km, admin) = tokio::task::spawn_blocking(shared).await.unwrap();
+async fn fixture(copies: bool) -> HsmFixture {
+    let (km, admin) = tokio::task::spawn_blocking(move || shared(copies))
+        .await
+        .unwrap();
     HsmFixture {
         km: km.clone(),
         admin: admin.clone(),
@@ -57,4 +67,34 @@ impl Fixture for HsmFixture {
     }
 }
 
-xks_keymanager::key_manager_battery!(fixture());
+/// The workers use the token objects (the default).
+mod token_objects {
+    use super::fixture;
+
+    xks_keymanager::key_manager_battery!(fixture(false));
+}
+
+/// The workers use session copies of the keys (`session_key_copies`).
+mod session_copies {
+    use xks_keymanager::KeyManager as _;
+
+    use super::{fixture, shared};
+
+    xks_keymanager::key_manager_battery!(fixture(true));
+
+    /// The battery above ran on copies, not on the token objects.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn the_workers_used_copies() {
+        let fixture = fixture(true).await;
+        let key = xks_pkcs11::testing::battery_key(xks_keymanager::testing::KeyRole::Primary);
+        let sealed = fixture.km.encrypt(&key, b"copied", b"aad").await.unwrap();
+        let got = fixture
+            .km
+            .decrypt(&key, sealed.as_ref(), b"aad")
+            .await
+            .unwrap();
+        assert_eq!(got.as_bytes(), b"copied");
+        let (km, _) = shared(true);
+        assert!(km.stats()[0].key_copies >= 1, "{:?}", km.stats());
+    }
+}

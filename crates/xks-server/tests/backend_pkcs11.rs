@@ -1,6 +1,11 @@
 //! The proxy end to end on a real SoftHSM2 token: the `[backend] type = "pkcs11"`
 //! configuration is parsed and opened by `Proxy::build`, and every request goes
-//! through the whole request path to the HSM.
+//! through the whole request path to the HSM; once with the workers using the
+//! token objects, once with `session_key_copies`, each on a token of its own.
+#![expect(
+    clippy::unwrap_used,
+    reason = "test code: a failed unwrap is a failed test"
+)]
 
 mod common;
 
@@ -15,8 +20,17 @@ use xks_server::{Config, Proxy};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn proxy_on_a_softhsm_token() {
+    proxy_on_softhsm(0, false).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn proxy_on_a_softhsm_token_with_session_key_copies() {
+    proxy_on_softhsm(1, true).await;
+}
+
+async fn proxy_on_softhsm(token: usize, copies: bool) {
     let hsm = SoftHsm::shared();
-    let admin = hsm.admin(0);
+    let admin = hsm.admin(token);
     for (label, usage) in [
         (KEY_1, Usage::ENCRYPT_DECRYPT),
         (KEY_2, Usage::ENCRYPT_DECRYPT),
@@ -33,11 +47,12 @@ async fn proxy_on_a_softhsm_token() {
     let start = base.find("[backend]").unwrap();
     let toml = format!(
         "{}[backend]\ntype = \"pkcs11\"\nmodule = \"{}\"\npin_env = \"{}\"\n\
+         session_key_copies = {copies}\n\
          [[backend.slots]]\ntoken_label = \"{}\"\n",
         &base[..start],
         hsm.module().display(),
         SoftHsm::PIN_ENV,
-        hsm.token(0)
+        hsm.token(token)
     );
     let config = Config::from_toml(&toml).unwrap();
     let mut env: HashMap<String, String> = HarnessBuilder::env();
