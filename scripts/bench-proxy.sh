@@ -40,8 +40,8 @@
 #   XKS_BENCH_OUT          where JSON results and summary.md go (target/bench-proxy)
 #   XKS_BENCH_MANIFEST     Cargo.toml of the workspace to build (./Cargo.toml)
 #   XKS_BENCH_PKCS11_SESSIONS  sessions_per_slot of the pkcs11 backend (4, the default)
-#   XKS_BENCH_PKCS11_COPIES    session_key_copies of the pkcs11 backend: true or false
-#                          (false, the default)
+#   XKS_BENCH_PKCS11_COPIES    session_key_copies of the pkcs11 backend: true, false, or
+#                          auto (the default: unset, which is on for SoftHSM2)
 #   XKS_BENCH_PKCS11_MODULE  the SoftHSM2 module (default: XKS_TEST_PKCS11_MODULE, else
 #                          the usual libsofthsm2.so paths)
 #   XKS_BAO_BIN            the OpenBao binary (default: what scripts/ensure-openbao.sh finds)
@@ -199,18 +199,19 @@ backend_pkcs11() {
     softhsm2-util --init-token --free --label "$PKCS11_TOKEN" \
         --so-pin "$so_pin" --pin "$XKS_BENCH_PKCS11_PIN" >&2
     local sessions=${XKS_BENCH_PKCS11_SESSIONS:-4}
-    local copies=${XKS_BENCH_PKCS11_COPIES:-false}
+    local copies=${XKS_BENCH_PKCS11_COPIES:-auto} copies_line=
     case $copies in
-        true | false) ;;
-        *) die "XKS_BENCH_PKCS11_COPIES must be true or false, not '$copies'" ;;
+        true | false) copies_line="session_key_copies = $copies" ;;
+        auto) ;;
+        *) die "XKS_BENCH_PKCS11_COPIES must be true, false or auto, not '$copies'" ;;
     esac
-    BACKEND_TOML=$(printf '[backend]\ntype = "pkcs11"\nmodule = "%s"\npin_env = "XKS_BENCH_PKCS11_PIN"\nsessions_per_slot = %s\nsession_key_copies = %s\n[[backend.slots]]\ntoken_label = "%s"\n' \
-        "$module" "$sessions" "$copies" "$PKCS11_TOKEN")
+    BACKEND_TOML=$(printf '[backend]\ntype = "pkcs11"\nmodule = "%s"\npin_env = "XKS_BENCH_PKCS11_PIN"\nsessions_per_slot = %s\n%s\n[[backend.slots]]\ntoken_label = "%s"\n' \
+        "$module" "$sessions" "$copies_line" "$PKCS11_TOKEN")
     write_config "$dir"
     # The bench key, and the health check key the backend needs on every token.
     timeout 60 "$PROXY" pkcs11 create-key --config "$dir/proxy.toml" --label "$KEY_ID" >&2
     timeout 60 "$PROXY" pkcs11 create-key --config "$dir/proxy.toml" --label "$PKCS11_CANARY" >&2
-    BACKEND_NOTE="xks-pkcs11 on SoftHSM2 $(softhsm2-util --version) ($module), in the proxy's process; $sessions sessions (worker threads); session_key_copies = $copies"
+    BACKEND_NOTE="xks-pkcs11 on SoftHSM2 $(softhsm2-util --version) ($module), in the proxy's process; $sessions sessions (worker threads); session_key_copies: $copies"
 }
 
 backend_pkcs11_cleanup() {

@@ -1,6 +1,8 @@
 //! Throughput, latency percentiles and CPU time per operation of the PKCS#11
 //! key manager alone (no HTTP, no TLS, no SigV4), on a SoftHSM2 token made for
-//! the run, for Encrypt and Decrypt at concurrency 1, 8 and 64.
+//! the run, for Encrypt and Decrypt at concurrency 1, 8 and 64, with the
+//! workers using the token objects (`session_key_copies = false`) and using
+//! session copies of the key (`true`, the default for SoftHSM2).
 //!
 //! ```text
 //! cargo bench -p xks-pkcs11 --bench throughput
@@ -68,9 +70,6 @@ fn main() {
     hsm.admin(TOKEN)
         .create_key(&label, Usage::ENCRYPT_DECRYPT)
         .unwrap();
-    let config = hsm.config(&[TOKEN]);
-    let sessions = config.sessions_per_slot;
-    let km = Arc::new(Pkcs11KeyManager::open(&config, SoftHsm::env()).unwrap());
     let key = KeyId::new(&label).unwrap();
 
     let mut rows = vec![baseline(hsm, &label, run_for)];
@@ -79,21 +78,31 @@ fn main() {
         .enable_all()
         .build()
         .unwrap();
-    for op in [Op::Encrypt, Op::Decrypt] {
-        for concurrency in CONCURRENCY {
-            let row = runtime.block_on(scenario(km.clone(), key.clone(), op, concurrency, run_for));
-            print_row(&row);
-            rows.push(row);
+    let mut sessions = 0;
+    let (mut sessions_opened, mut logins) = (0, 0);
+    for copies in [false, true] {
+        let mut config = hsm.config(&[TOKEN]);
+        config.session_key_copies = Some(copies);
+        sessions = config.sessions_per_slot;
+        let km = Arc::new(Pkcs11KeyManager::open(&config, SoftHsm::env()).unwrap());
+        for op in [Op::Encrypt, Op::Decrypt] {
+            for concurrency in CONCURRENCY {
+                let mut row =
+                    runtime.block_on(scenario(km.clone(), key.clone(), op, concurrency, run_for));
+                row.what.push_str(if copies {
+                    ", session copies"
+                } else {
+                    ", token object"
+                });
+                print_row(&row);
+                rows.push(row);
+            }
         }
+        let stats = &km.stats()[0];
+        sessions_opened += stats.sessions_opened;
+        logins += stats.logins;
     }
-    let stats = &km.stats()[0];
-    write_report(
-        &rows,
-        sessions,
-        seconds,
-        stats.sessions_opened,
-        stats.logins,
-    );
+    write_report(&rows, sessions, seconds, sessions_opened, logins);
 }
 
 /// SoftHSM alone: C_GenerateRandom(12) + C_EncryptInit + C_Encrypt with a cached
@@ -289,8 +298,11 @@ fn write_report(rows: &[Row], sessions: usize, seconds: u64, sessions_opened: u6
          Latency is per call, as the caller sees it (queueing included). CPU is the whole \
          process's user + system time (`/proc/self/stat`) divided by the operations: it \
          includes SoftHSM's own work, which runs in-process; the first row is SoftHSM alone \
-         through cryptoki for comparison. Sessions opened during the whole run: {sessions_opened}; \
-         logins: {logins}.\n"
+         through cryptoki for comparison. Rows marked \"token object\" ran with \
+         `session_key_copies = false` (the workers use the key's token object), rows marked \
+         \"session copies\" with `true`, SoftHSM2's default (each worker uses a copy of the \
+         key in its session): two key managers, on the same token and key. Sessions opened during the whole run (both key \
+         managers): {sessions_opened}; logins: {logins}.\n"
     );
     let _ = writeln!(
         md,

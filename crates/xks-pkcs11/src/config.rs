@@ -92,7 +92,8 @@ pub struct Pkcs11Config {
 
     /// Use each key through a copy of it that each worker makes in its own
     /// session (`C_CopyObject` with `CKA_TOKEN` false) rather than through the
-    /// token object (default `false`).
+    /// token object. Default (unset): on for SoftHSM2 (a module whose
+    /// `C_GetInfo` manufacturer is `SoftHSM`), off for every other module.
     ///
     /// For modules that read a token object back from storage on every use, as
     /// SoftHSM2's file store does (it opens, locks and reads the object's file
@@ -107,7 +108,7 @@ pub struct Pkcs11Config {
     /// through the token object. Each worker holds at most 1,024 copies, one per
     /// key version it used, in the module's memory.
     #[serde(default)]
-    pub session_key_copies: bool,
+    pub session_key_copies: Option<bool>,
 
     /// Worker threads, each with its own session, per slot (default 4).
     #[serde(default = "default_sessions_per_slot")]
@@ -295,7 +296,7 @@ impl Pkcs11Config {
             default_key_mapping: true,
             iv_mode: IvMode::default(),
             allow_extractable_keys: false,
-            session_key_copies: false,
+            session_key_copies: None,
             sessions_per_slot: default_sessions_per_slot(),
             queue_depth: default_queue_depth(),
             call_timeout: default_call_timeout(),

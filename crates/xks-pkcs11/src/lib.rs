@@ -83,9 +83,10 @@
 //!   version (at most once a second per key), and on
 //!   `CKR_OBJECT_HANDLE_INVALID` / `CKR_KEY_HANDLE_INVALID`. Keys are looked up
 //!   among token objects only (`CKA_TOKEN` true).
-//! - With **`session_key_copies = true`** (off by default) each worker copies a
-//!   key version into its own session (`C_CopyObject`, `CKA_TOKEN` false) on
-//!   first use and encrypts and decrypts with the copy, which keeps the
+//! - With **`session_key_copies`** (unset: on for SoftHSM2, whose `C_GetInfo`
+//!   manufacturer is `SoftHSM`, off for other modules) each worker copies a key
+//!   version into its own session (`C_CopyObject`, `CKA_TOKEN` false) on first
+//!   use and encrypts and decrypts with the copy, which keeps the
 //!   original's attributes (checked: a copy that differs is not used) and dies
 //!   with the session. This is for modules that read a token object back from
 //!   storage on every use: SoftHSM2's file store opens, locks and reads two

@@ -18,6 +18,11 @@ use crate::module::{Module, ResetPolicy};
 use crate::pool::{self, Job, PushError, Reply, Request, Settings, SlotShared, Worker};
 use crate::{Error, Pkcs11Config};
 
+/// The `C_GetInfo` manufacturer of SoftHSM2, whose file store reads a token
+/// object back from disk on every use: `session_key_copies` defaults to on for
+/// it.
+const SOFTHSM_MANUFACTURER: &str = "SoftHSM";
+
 /// The PKCS#11 [`KeyManager`]: AES-256-GCM with keys that never leave the HSM.
 ///
 /// Build it with [`Pkcs11KeyManager::open`]. See the [crate documentation](crate)
@@ -60,8 +65,10 @@ pub struct SlotStats {
     /// module shared by several slots restarts for all of them, and counts
     /// in the slot that restarted it.
     pub module_restarts: u64,
-    /// Session-object copies of keys made by the slot's workers
-    /// (`session_key_copies`).
+    /// Whether the slot's workers use session copies of the keys
+    /// (`session_key_copies`, set or chosen for the module).
+    pub uses_key_copies: bool,
+    /// Session-object copies of keys made by the slot's workers.
     pub key_copies: u64,
 }
 
@@ -99,7 +106,6 @@ impl Pkcs11KeyManager {
             iv_mode: config.iv_mode,
             allow_extractable: config.allow_extractable_keys,
             key_refresh: config.key_refresh_interval,
-            session_key_copies: config.session_key_copies,
             canary_label: config.canary_label.clone(),
             failover_backoff: config.failover_backoff,
             call_timeout: config.call_timeout,
@@ -113,9 +119,13 @@ impl Pkcs11KeyManager {
         let mut vendor = config.vendor.clone();
         for slot in &config.slots {
             let module = Module::load(&config.module_of(slot)?)?;
+            let manufacturer = module.manufacturer();
             if vendor.is_none() {
-                vendor = module.manufacturer();
+                vendor.clone_from(&manufacturer);
             }
+            let key_copies = config
+                .session_key_copies
+                .unwrap_or_else(|| manufacturer.as_deref() == Some(SOFTHSM_MANUFACTURER));
             let pin = read_pin(&config.pin_of(slot)?, &env)?;
             let selector = slot.selector()?;
             let node_id = node_id(&selector, &slots);
@@ -126,6 +136,7 @@ impl Pkcs11KeyManager {
                 pin,
                 settings.clone(),
                 config.queue_depth,
+                key_copies,
             )));
         }
         let mut km = Self {
@@ -218,6 +229,7 @@ impl Pkcs11KeyManager {
                     logins: c.logins.load(Ordering::Relaxed),
                     key_lookups: c.key_lookups.load(Ordering::Relaxed),
                     module_restarts: c.module_restarts.load(Ordering::Relaxed),
+                    uses_key_copies: slot.key_copies,
                     key_copies: c.key_copies.load(Ordering::Relaxed),
                 }
             })

@@ -39,8 +39,6 @@ pub(crate) struct Settings {
     pub(crate) iv_mode: IvMode,
     pub(crate) allow_extractable: bool,
     pub(crate) key_refresh: Duration,
-    /// Use keys through per-worker session copies (`session_key_copies`).
-    pub(crate) session_key_copies: bool,
     pub(crate) canary_label: String,
     /// How long a slot that restarts its module is passed over.
     pub(crate) failover_backoff: Duration,
@@ -139,6 +137,8 @@ pub(crate) struct SlotShared {
     running: Mutex<usize>,
     exited: Condvar,
     pub(crate) counters: Counters,
+    /// The workers use session copies of the keys (`session_key_copies`).
+    pub(crate) key_copies: bool,
 }
 
 /// Counters of one slot, for diagnostics and tests.
@@ -321,6 +321,7 @@ impl SlotShared {
         pin: AuthPin,
         settings: Arc<Settings>,
         queue_depth: usize,
+        key_copies: bool,
     ) -> Self {
         let model = format!("PKCS#11 token with {selector} (not reached yet)");
         Self {
@@ -342,6 +343,7 @@ impl SlotShared {
             running: Mutex::new(0),
             exited: Condvar::new(),
             counters: Counters::default(),
+            key_copies,
         }
     }
 
@@ -834,7 +836,7 @@ impl Worker {
     /// `label`: the token object, or with `session_key_copies` this worker's
     /// session copy of it.
     fn key_handle(&mut self, label: &str, object: &KeyObject) -> Result<ObjectHandle, Failure> {
-        if !self.shared.settings.session_key_copies {
+        if !self.shared.key_copies {
             return Ok(object.handle);
         }
         self.session()?;
@@ -915,6 +917,10 @@ impl Worker {
         let shared = self.shared.clone();
         shared.counters.key_lookups.fetch_add(1, Ordering::Relaxed);
         let session = self.session()?;
+        // Private keys are invisible to a session whose login was lost (by a
+        // C_Logout elsewhere in the process): without this, another worker's
+        // recovery could make this lookup report the key missing.
+        ensure_login(&shared, session)?;
         let find = |label: &str| -> Result<Option<KeyObject>, Failure> {
             let handle = match keys::find_key(session, label) {
                 Ok(Some(handle)) => handle,
@@ -1025,20 +1031,7 @@ impl Worker {
     /// is per application and token, and lasts while any of its sessions is
     /// open, so this runs once per process unless the sessions are lost.
     fn ensure_login(&self, session: &Session) -> Result<(), Failure> {
-        let call = |error| Failure::Call { error, label: None };
-        let state = session.get_session_info().map_err(call)?.session_state();
-        if !matches!(state, SessionState::RoPublic | SessionState::RwPublic) {
-            return Ok(());
-        }
-        match session.login(UserType::User, Some(&self.shared.pin)) {
-            Ok(()) => {
-                self.shared.counters.logins.fetch_add(1, Ordering::Relaxed);
-                tracing::info!(slot = %self.shared.node_id, "logged in to the PKCS#11 token");
-                Ok(())
-            }
-            Err(cryptoki::error::Error::Pkcs11(RvError::UserAlreadyLoggedIn, _)) => Ok(()),
-            Err(error) => Err(call(error)),
-        }
+        ensure_login(&self.shared, session)
     }
 
     /// Carries out `recovery` after a call failed for `reason`. Module resets
@@ -1314,6 +1307,25 @@ fn reset_failed(error: ResetError, node_id: &str) -> KeyManagerError {
         ResetError::Backoff { .. } | ResetError::Busy => {
             KeyManagerError::new(ErrorKind::Unavailable, detail)
         }
+    }
+}
+
+/// Logs the application in if `session` is public (the login was lost);
+/// `CKR_USER_ALREADY_LOGGED_IN` counts as success.
+fn ensure_login(shared: &SlotShared, session: &Session) -> Result<(), Failure> {
+    let call = |error| Failure::Call { error, label: None };
+    let state = session.get_session_info().map_err(call)?.session_state();
+    if !matches!(state, SessionState::RoPublic | SessionState::RwPublic) {
+        return Ok(());
+    }
+    match session.login(UserType::User, Some(&shared.pin)) {
+        Ok(()) => {
+            shared.counters.logins.fetch_add(1, Ordering::Relaxed);
+            tracing::info!(slot = %shared.node_id, "logged in to the PKCS#11 token");
+            Ok(())
+        }
+        Err(cryptoki::error::Error::Pkcs11(RvError::UserAlreadyLoggedIn, _)) => Ok(()),
+        Err(error) => Err(call(error)),
     }
 }
 

@@ -36,7 +36,7 @@ fn shared(copies: bool) -> &'static (Arc<Pkcs11KeyManager>, Arc<Mutex<Pkcs11Admi
         let admin = hsm.admin(token);
         testing::create_battery_keys(&admin);
         let mut config = hsm.config(&[token]);
-        config.session_key_copies = copies;
+        config.session_key_copies = Some(copies);
         let km = Pkcs11KeyManager::open(&config, SoftHsm::env()).unwrap();
         (Arc::new(km), Arc::new(Mutex::new(admin)))
     })

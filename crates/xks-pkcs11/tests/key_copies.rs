@@ -37,7 +37,7 @@ static SERIAL: Mutex<()> = Mutex::const_new(());
 async fn key_manager(copies: bool) -> Arc<Pkcs11KeyManager> {
     let mut config = SoftHsm::shared().config(&[TOKEN]);
     config.sessions_per_slot = WORKERS;
-    config.session_key_copies = copies;
+    config.session_key_copies = Some(copies);
     let km = tokio::task::spawn_blocking(move || Pkcs11KeyManager::open(&config, SoftHsm::env()))
         .await
         .unwrap()
@@ -126,6 +126,29 @@ async fn first_failure(km: &Pkcs11KeyManager, key: &KeyId) -> KeyManagerError {
         }
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
+}
+
+/// Unset, `session_key_copies` is on for SoftHSM2; `false` turns it off.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unset_means_on_for_softhsm() {
+    let _serial = SERIAL.lock().await;
+    let key = new_key("default");
+    let mut config = SoftHsm::shared().config(&[TOKEN]);
+    config.sessions_per_slot = WORKERS;
+    assert_eq!(config.session_key_copies, None);
+    let km = tokio::task::spawn_blocking(move || Pkcs11KeyManager::open(&config, SoftHsm::env()))
+        .await
+        .unwrap()
+        .unwrap();
+    km.encrypt(&key, b"default", b"aad").await.unwrap();
+    let stats = km.stats()[0].clone();
+    assert!(stats.uses_key_copies, "{stats:?}");
+    assert!(stats.key_copies >= 1, "{stats:?}");
+    let off = key_manager(false).await;
+    off.encrypt(&key, b"off", b"aad").await.unwrap();
+    let stats = off.stats()[0].clone();
+    assert!(!stats.uses_key_copies, "{stats:?}");
+    assert_eq!(stats.key_copies, 0, "{stats:?}");
 }
 
 /// Each worker copies a key version once and then uses its copy; what the

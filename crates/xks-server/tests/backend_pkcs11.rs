@@ -1,7 +1,8 @@
 //! The proxy end to end on a real SoftHSM2 token: the `[backend] type = "pkcs11"`
 //! configuration is parsed and opened by `Proxy::build`, and every request goes
 //! through the whole request path to the HSM; once with the workers using the
-//! token objects, once with `session_key_copies`, each on a token of its own.
+//! token objects (`session_key_copies = false`), once with SoftHSM's default
+//! (session copies of the keys), each on a token of its own.
 #![expect(
     clippy::unwrap_used,
     reason = "test code: a failed unwrap is a failed test"
@@ -19,16 +20,17 @@ use xks_pkcs11::testing::SoftHsm;
 use xks_server::{Config, Proxy};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn proxy_on_a_softhsm_token() {
-    proxy_on_softhsm(0, false).await;
+async fn proxy_on_a_softhsm_token_without_session_key_copies() {
+    proxy_on_softhsm(0, "session_key_copies = false\n").await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn proxy_on_a_softhsm_token_with_session_key_copies() {
-    proxy_on_softhsm(1, true).await;
+async fn proxy_on_a_softhsm_token() {
+    proxy_on_softhsm(1, "").await;
 }
 
-async fn proxy_on_softhsm(token: usize, copies: bool) {
+/// The proxy on SoftHSM token `token`, with `extra` in its `[backend]` section.
+async fn proxy_on_softhsm(token: usize, extra: &str) {
     let hsm = SoftHsm::shared();
     let admin = hsm.admin(token);
     for (label, usage) in [
@@ -47,7 +49,7 @@ async fn proxy_on_softhsm(token: usize, copies: bool) {
     let start = base.find("[backend]").unwrap();
     let toml = format!(
         "{}[backend]\ntype = \"pkcs11\"\nmodule = \"{}\"\npin_env = \"{}\"\n\
-         session_key_copies = {copies}\n\
+         {extra}\
          [[backend.slots]]\ntoken_label = \"{}\"\n",
         &base[..start],
         hsm.module().display(),
