@@ -161,7 +161,11 @@ impl Pkcs11KeyManager {
         for slot in &self.slots {
             let mut worker = Worker::new(slot.clone());
             match worker.handle(&Request::Probe) {
-                Ok(_) => {}
+                Ok(_) => tracing::info!(
+                    slot = %slot.node_id,
+                    session_key_copies = slot.key_copies,
+                    "PKCS#11 slot passed its startup check"
+                ),
                 Err(e) => {
                     tracing::warn!(
                         slot = %slot.node_id,
