@@ -109,12 +109,7 @@ fn main() {
 /// handle, one thread, as the key manager's workers call it.
 fn baseline(hsm: &SoftHsm, label: &str, run_for: Duration) -> Row {
     let pkcs11 = cryptoki::context::Pkcs11::new(hsm.module()).unwrap();
-    let slot = pkcs11
-        .get_slots_with_token()
-        .unwrap()
-        .into_iter()
-        .find(|s| pkcs11.get_token_info(*s).unwrap().label().trim_end() == hsm.token(TOKEN))
-        .unwrap();
+    let slot = hsm.slot_of(&pkcs11, TOKEN);
     let session = pkcs11.open_ro_session(slot).unwrap();
     let _ = session.login(UserType::User, Some(&SoftHsm::USER_PIN.into()));
     let handle = session

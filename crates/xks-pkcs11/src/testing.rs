@@ -33,6 +33,7 @@ use std::process::Command;
 use std::sync::{Arc, Mutex, OnceLock, PoisonError};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use xks_keymanager::Sealed;
 use xks_keymanager::testing::KeyRole;
 use xks_protocol::KeyId;
 
@@ -110,6 +111,39 @@ pub async fn rotate_battery_key(
     .await
     .expect("the rotation task finished");
     km.refresh_keys();
+}
+
+/// Traffic from 16 tasks at once, so that every worker of `km` meets whatever
+/// happened to its session or module: each decrypts `old` (a ciphertext of
+/// `b"before"` under `key`, with AAD `b"aad"`), then encrypts and decrypts a
+/// plaintext of its own. Panics on any failure.
+pub async fn traffic_works(km: &Arc<Pkcs11KeyManager>, key: &KeyId, old: &Sealed) {
+    use xks_keymanager::KeyManager as _;
+
+    let mut tasks = tokio::task::JoinSet::new();
+    for i in 0..16u8 {
+        let (km, key, old) = (Arc::clone(km), key.clone(), old.clone());
+        tasks.spawn(async move {
+            let got = km
+                .decrypt(&key, old.as_ref(), b"aad")
+                .await
+                .expect("the old ciphertext decrypts");
+            assert_eq!(got.as_bytes(), b"before");
+            let plaintext = [i; 40];
+            let sealed = km
+                .encrypt(&key, &plaintext, b"aad")
+                .await
+                .expect("encryption works");
+            let got = km
+                .decrypt(&key, sealed.as_ref(), b"aad")
+                .await
+                .expect("the new ciphertext decrypts");
+            assert_eq!(got.as_bytes(), &plaintext);
+        });
+    }
+    while let Some(done) = tasks.join_next().await {
+        done.expect("a traffic task failed");
+    }
 }
 
 /// SoftHSM2 tokens made for this test process.
@@ -201,6 +235,38 @@ impl SoftHsm {
     /// The module's path.
     pub fn module(&self) -> &Path {
         &self.module
+    }
+
+    /// Finalizes and initializes the module again through a handle of its own,
+    /// as another part of the process might: every session of the process is
+    /// closed and the login is gone. Blocking; call it while no PKCS#11 call is
+    /// in progress (finalizing during a call is undefined).
+    pub fn reinitialize_module(&self) {
+        let pkcs11 = cryptoki::context::Pkcs11::new(&self.module).expect("load the module");
+        pkcs11.clone().finalize().expect("C_Finalize");
+        pkcs11
+            .initialize(cryptoki::context::CInitializeArgs::new(
+                cryptoki::context::CInitializeFlags::OS_LOCKING_OK,
+            ))
+            .expect("C_Initialize");
+    }
+
+    /// The slot of token `index` in `pkcs11`, a handle on this module.
+    pub fn slot_of(
+        &self,
+        pkcs11: &cryptoki::context::Pkcs11,
+        index: usize,
+    ) -> cryptoki::slot::Slot {
+        pkcs11
+            .get_slots_with_token()
+            .expect("list the module's slots")
+            .into_iter()
+            .find(|slot| {
+                pkcs11
+                    .get_token_info(*slot)
+                    .is_ok_and(|info| info.label().trim_end() == self.tokens[index])
+            })
+            .expect("the test token is in one of the module's slots")
     }
 
     /// A configuration with one slot per token of `tokens` (indexes, in order

@@ -54,6 +54,19 @@ fn new_key(prefix: &str) -> KeyId {
     KeyId::new(&label).unwrap()
 }
 
+/// Makes the next version of `key` on the token.
+async fn new_version(key: &KeyId) {
+    let label = key.as_str().to_owned();
+    tokio::task::spawn_blocking(move || {
+        SoftHsm::shared()
+            .admin(TOKEN)
+            .create_version(&label)
+            .unwrap()
+    })
+    .await
+    .unwrap();
+}
+
 /// Runs `f` on a read/write session of this binary's token, logged in, opened
 /// on the module the key managers use (loaded once per process).
 async fn on_token<T: Send + 'static>(f: impl FnOnce(&Session) -> T + Send + 'static) -> T {
@@ -62,12 +75,7 @@ async fn on_token<T: Send + 'static>(f: impl FnOnce(&Session) -> T + Send + 'sta
         let pkcs11 = Pkcs11::new(hsm.module()).unwrap();
         // Initialized already by the key manager: that answer is expected.
         let _ = pkcs11.initialize(CInitializeArgs::new(CInitializeFlags::OS_LOCKING_OK));
-        let slot = pkcs11
-            .get_slots_with_token()
-            .unwrap()
-            .into_iter()
-            .find(|s| pkcs11.get_token_info(*s).unwrap().label().trim_end() == hsm.token(TOKEN))
-            .unwrap();
+        let slot = hsm.slot_of(&pkcs11, TOKEN);
         let session = pkcs11.open_rw_session(slot).unwrap();
         // The key managers logged the application in already.
         let _ = session.login(UserType::User, Some(&SoftHsm::USER_PIN.into()));
@@ -187,15 +195,7 @@ async fn copies_are_made_once_per_worker_and_version_and_are_the_same_key() {
     assert_eq!(direct.stats()[0].key_copies, 0);
 
     // A new version: copied once per worker as well; the old one still decrypts.
-    let label = key.as_str().to_owned();
-    tokio::task::spawn_blocking(move || {
-        SoftHsm::shared()
-            .admin(TOKEN)
-            .create_version(&label)
-            .unwrap()
-    })
-    .await
-    .unwrap();
+    new_version(&key).await;
     copying.refresh_keys();
     direct.refresh_keys();
     for i in 0..50u8 {
@@ -246,15 +246,7 @@ async fn a_key_deleted_on_the_token_stops_working() {
 async fn a_key_changed_on_the_token_is_read_again() {
     let _serial = SERIAL.lock().await;
     let key = new_key("changed");
-    let label = key.as_str().to_owned();
-    tokio::task::spawn_blocking(move || {
-        SoftHsm::shared()
-            .admin(TOKEN)
-            .create_version(&label)
-            .unwrap()
-    })
-    .await
-    .unwrap();
+    new_version(&key).await;
     let km = key_manager(true).await;
     let old = km.encrypt(&key, b"before", b"aad").await.unwrap();
     assert_eq!(old.version.get(), 2);
@@ -293,30 +285,11 @@ async fn copies_lost_with_their_sessions_are_made_again() {
 
     // C_Finalize and C_Initialize by someone else close every session (the
     // workers are idle now: finalizing during a call is undefined).
-    tokio::task::spawn_blocking(|| {
-        let pkcs11 = Pkcs11::new(SoftHsm::shared().module()).unwrap();
-        pkcs11.clone().finalize().unwrap();
-        pkcs11
-            .initialize(CInitializeArgs::new(CInitializeFlags::OS_LOCKING_OK))
-            .unwrap();
-    })
-    .await
-    .unwrap();
+    tokio::task::spawn_blocking(|| SoftHsm::shared().reinitialize_module())
+        .await
+        .unwrap();
 
-    let mut tasks = tokio::task::JoinSet::new();
-    for i in 0..16u8 {
-        let (km, key, old) = (km.clone(), key.clone(), old.clone());
-        tasks.spawn(async move {
-            let got = km.decrypt(&key, old.as_ref(), b"aad").await.unwrap();
-            assert_eq!(got.as_bytes(), b"before");
-            let sealed = km.encrypt(&key, &[i; 24], b"aad").await.unwrap();
-            let got = km.decrypt(&key, sealed.as_ref(), b"aad").await.unwrap();
-            assert_eq!(got.as_bytes(), &[i; 24]);
-        });
-    }
-    while let Some(done) = tasks.join_next().await {
-        done.unwrap();
-    }
+    xks_pkcs11::testing::traffic_works(&km, &key, &old).await;
     let after = km.stats()[0].clone();
     assert!(after.sessions_lost > before.sessions_lost, "{after:?}");
     assert!(after.key_copies > before.key_copies, "{after:?}");

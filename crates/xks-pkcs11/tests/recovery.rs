@@ -60,32 +60,14 @@ fn other_handle() -> (Pkcs11, Slot) {
     let pkcs11 = Pkcs11::new(hsm.module()).unwrap();
     // Initialized already by the key manager: that answer is expected.
     let _ = pkcs11.initialize(CInitializeArgs::new(CInitializeFlags::OS_LOCKING_OK));
-    let slot = pkcs11
-        .get_slots_with_token()
-        .unwrap()
-        .into_iter()
-        .find(|s| pkcs11.get_token_info(*s).unwrap().label().trim_end() == hsm.token(TOKEN))
-        .unwrap();
+    let slot = hsm.slot_of(&pkcs11, TOKEN);
     (pkcs11, slot)
 }
 
 /// Traffic works (old and new ciphertexts), from many tasks at once so every
 /// worker meets the disturbance.
 async fn traffic_resumes(km: &Arc<Pkcs11KeyManager>, key: &KeyId, old: &xks_keymanager::Sealed) {
-    let mut tasks = tokio::task::JoinSet::new();
-    for i in 0..16u8 {
-        let (km, key, old) = (km.clone(), key.clone(), old.clone());
-        tasks.spawn(async move {
-            let got = km.decrypt(&key, old.as_ref(), b"aad").await.unwrap();
-            assert_eq!(got.as_bytes(), b"before");
-            let sealed = km.encrypt(&key, &[i; 40], b"aad").await.unwrap();
-            let got = km.decrypt(&key, sealed.as_ref(), b"aad").await.unwrap();
-            assert_eq!(got.as_bytes(), &[i; 40]);
-        });
-    }
-    while let Some(done) = tasks.join_next().await {
-        done.unwrap();
-    }
+    xks_pkcs11::testing::traffic_works(km, key, old).await;
     let health = km.health().await;
     assert_eq!(health[0].status, HealthStatus::Active, "{health:?}");
 }
@@ -98,15 +80,9 @@ async fn sessions_closed_underneath() {
     let _serial = SERIAL.lock().await;
     let (km, key, old) = setup("closed-underneath").await;
     let before = km.stats()[0].clone();
-    tokio::task::spawn_blocking(|| {
-        let (pkcs11, _) = other_handle();
-        pkcs11.clone().finalize().unwrap();
-        pkcs11
-            .initialize(CInitializeArgs::new(CInitializeFlags::OS_LOCKING_OK))
-            .unwrap();
-    })
-    .await
-    .unwrap();
+    tokio::task::spawn_blocking(|| SoftHsm::shared().reinitialize_module())
+        .await
+        .unwrap();
     traffic_resumes(&km, &key, &old).await;
     let after = km.stats()[0].clone();
     assert!(after.sessions_lost > before.sessions_lost, "{after:?}");
