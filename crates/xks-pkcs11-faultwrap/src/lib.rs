@@ -17,6 +17,7 @@
 //! fault_file = /tmp/run/fault               # default: xks-faultwrap.fault beside the configuration
 //! events_file = /tmp/run/events             # default: xks-faultwrap.events beside the configuration
 //! iv_mode = hsm_writes_back                 # default: caller (see "Vendor IV emulation")
+//! appended_iv_len = 16                      # hsm_appends: 12 (default) or 16 bytes
 //! ```
 //!
 //! `XKS_FAULTWRAP_MODULE`, when set, names the wrapped module instead.
@@ -56,19 +57,21 @@
 //! `iv_mode` makes the wrapped module handle the IV of single-part AES-GCM
 //! encryption (`C_EncryptInit` with `CKM_AES_GCM`, then `C_Encrypt`) the way
 //! `xks-pkcs11`'s `IvMode` of the same name expects of a vendor's module. The
-//! IV is 12 bytes from the wrapped module's `C_GenerateRandom` on the
-//! caller's session; decryption is left alone (the caller passes the IV).
+//! IV is 12 bytes (`hsm_appends`: `appended_iv_len`, 12 or 16) from the wrapped
+//! module's `C_GenerateRandom` on the caller's session; decryption is left
+//! alone (the caller passes the IV).
 //!
 //! | `iv_mode` | Emulates | `C_EncryptInit` with `CKM_AES_GCM` | `C_Encrypt` |
 //! |---|---|---|---|
 //! | `caller` (default) | SoftHSM, most modules | passed on | passed on |
 //! | `hsm_writes_back` | AWS CloudHSM, Entrust nShield | the IV must be a 12-byte buffer of zeros: the module writes its IV into it (into the caller's `CK_GCM_PARAMS.pIv`) and encrypts with that; any other IV fails with `CKR_MECHANISM_PARAM_INVALID`, as a module that insists on making the IV does | passed on |
-//! | `hsm_appends` | Thales Luna (FIPS mode) | the IV must be empty (`ulIvLen` 0, whatever `pIv` is): the module encrypts with its own IV and remembers it for the session; a caller's IV fails with `CKR_MECHANISM_PARAM_INVALID` | the output is `ciphertext ‖ tag ‖ iv`, 12 bytes longer than the wrapped module's; the length query (`pEncryptedData` null) and `CKR_BUFFER_TOO_SMALL` count them |
+//! | `hsm_appends` | Thales Luna (FIPS mode) | the IV must be empty (`ulIvLen` 0, whatever `pIv` is): the module encrypts with its own IV and remembers it for the session; a caller's IV fails with `CKR_MECHANISM_PARAM_INVALID` | the output is `ciphertext ‖ tag ‖ iv`, 12 (or `appended_iv_len`) bytes longer than the wrapped module's; the length query (`pEncryptedData` null) and `CKR_BUFFER_TOO_SMALL` count them |
 //!
 //! This follows what `xks-pkcs11` expects, which is not everything real
-//! modules do: a Luna HSM appends a 16-byte IV unless told (through
-//! `ulIvBits`, from firmware 7.9.3) to make a 96-bit one. Multi-part
-//! encryption (`C_EncryptUpdate`, `C_EncryptFinal`) is not emulated.
+//! modules do. A Luna HSM appends a 16-byte IV unless told (through
+//! `ulIvBits`, from firmware 7.9.3) to make a 96-bit one: `appended_iv_len =
+//! 16` emulates that. Multi-part encryption (`C_EncryptUpdate`,
+//! `C_EncryptFinal`) is not emulated.
 //!
 //! # Events
 //!
@@ -120,7 +123,8 @@ use cryptoki_sys::{
 /// The configuration file's name, beside this library.
 const CONF_NAME: &str = "xks-faultwrap.conf";
 
-/// The length of the IVs the vendor emulation makes.
+/// The length of the IVs the vendor emulation makes (`hsm_appends` can be
+/// told to make 16-byte ones).
 const IV_LEN: usize = 12;
 
 /// [`IV_LEN`] as PKCS#11 counts it.
@@ -142,9 +146,11 @@ struct Wrapper {
     in_progress: AtomicUsize,
     /// The vendor behaviour emulated for AES-GCM encryption.
     iv_mode: IvMode,
+    /// `hsm_appends`: the length of the IVs made and appended (12 or 16).
+    appended_iv_len: usize,
     /// `hsm_appends`: the IV of each session's encryption in progress, to
     /// append to its output.
-    pending_ivs: Mutex<HashMap<CK_SESSION_HANDLE, [u8; IV_LEN]>>,
+    pending_ivs: Mutex<HashMap<CK_SESSION_HANDLE, Vec<u8>>>,
 }
 
 /// How the module handles the AES-GCM IV (`iv_mode`): as `xks-pkcs11`'s
@@ -240,6 +246,7 @@ impl Wrapper {
         let mut fault_file = dir.join("xks-faultwrap.fault");
         let mut events_file = dir.join("xks-faultwrap.events");
         let mut iv_mode = IvMode::Caller;
+        let mut appended_iv_len = IV_LEN;
         for line in text.lines() {
             let line = line.split('#').next().unwrap_or("").trim();
             if line.is_empty() {
@@ -258,6 +265,18 @@ impl Wrapper {
                 "iv_mode" => {
                     iv_mode = IvMode::parse(value)
                         .ok_or_else(|| format!("{}: unknown iv_mode `{value}`", conf.display()))?;
+                }
+                "appended_iv_len" => {
+                    appended_iv_len = match value {
+                        "12" => 12,
+                        "16" => 16,
+                        _ => {
+                            return Err(format!(
+                                "{}: appended_iv_len is 12 or 16, not `{value}`",
+                                conf.display()
+                            ));
+                        }
+                    };
                 }
                 other => return Err(format!("{}: unknown key `{other}`", conf.display())),
             }
@@ -308,6 +327,7 @@ impl Wrapper {
             lock: Mutex::new(()),
             in_progress: AtomicUsize::new(0),
             iv_mode,
+            appended_iv_len,
             pending_ivs: Mutex::new(HashMap::new()),
         })
     }
@@ -498,12 +518,12 @@ impl Wrapper {
         if !zeroed {
             return self.refuse("hsm_writes_back: the IV is not 12 zero bytes");
         }
-        let iv = match self.random_iv(session) {
+        let iv = match self.random_iv(session, IV_LEN) {
             Ok(iv) => iv,
             Err(rv) => return rv,
         };
         // SAFETY: `pIv` is valid for writing 12 bytes (checked above), and
-        // `iv` is a local array, so the two do not overlap.
+        // `iv` (12 bytes) is our own buffer, so the two do not overlap.
         unsafe { ptr::copy_nonoverlapping(iv.as_ptr(), gcm.pIv, IV_LEN) };
         // SAFETY: the caller's arguments, valid by this function's contract,
         // with our IV now in its buffer.
@@ -536,13 +556,16 @@ impl Wrapper {
         if gcm.ulIvLen != 0 {
             return self.refuse("hsm_appends: the caller passed an IV");
         }
-        let mut iv = match self.random_iv(session) {
+        let mut iv = match self.random_iv(session, self.appended_iv_len) {
             Ok(iv) => iv,
             Err(rv) => return rv,
         };
+        let Ok(iv_len) = CK_ULONG::try_from(iv.len()) else {
+            return CKR_GENERAL_ERROR;
+        };
         gcm.pIv = iv.as_mut_ptr();
-        gcm.ulIvLen = IV_LEN_UL;
-        gcm.ulIvBits = IV_LEN_UL * 8;
+        gcm.ulIvLen = iv_len;
+        gcm.ulIvBits = iv_len * 8;
         // SAFETY: `mechanism` is valid for reads, by this function's contract;
         // it is copied (unaligned, as above).
         let mut ours = unsafe { mechanism.read_unaligned() };
@@ -553,8 +576,8 @@ impl Wrapper {
         // module copies what it keeps of them.
         let rv = unsafe { self.real_encrypt_init(session, &mut ours, key) };
         if rv == CKR_OK {
-            self.pending_ivs().insert(session, iv);
             self.record(&format!("iv hsm_appends {}", hex(&iv)));
+            self.pending_ivs().insert(session, iv);
         }
         rv
     }
@@ -602,7 +625,11 @@ impl Wrapper {
             self.forget_iv(session);
             return rv;
         }
-        let Some(total) = needed.checked_add(IV_LEN_UL) else {
+        let Ok(iv_len) = CK_ULONG::try_from(iv.len()) else {
+            self.forget_iv(session);
+            return CKR_GENERAL_ERROR;
+        };
+        let Some(total) = needed.checked_add(iv_len) else {
             self.forget_iv(session);
             return CKR_GENERAL_ERROR;
         };
@@ -619,13 +646,14 @@ impl Wrapper {
                 CKR_BUFFER_TOO_SMALL
             };
         }
-        let mut written = capacity - IV_LEN_UL;
+        let mut written = capacity - iv_len;
         // SAFETY: `out` is valid for writing `capacity` bytes, by this
-        // function's contract; the module may write the first `capacity` − 12.
+        // function's contract; the module may write the first `capacity` − the
+        // IV's length.
         let rv = unsafe { real(session, data, len, out, &mut written) };
         if rv == CKR_BUFFER_TOO_SMALL {
             // SAFETY: as above.
-            unsafe { *out_len = written.saturating_add(IV_LEN_UL) };
+            unsafe { *out_len = written.saturating_add(iv_len) };
             return rv;
         }
         self.forget_iv(session);
@@ -634,15 +662,16 @@ impl Wrapper {
         }
         let Some(at) = usize::try_from(written)
             .ok()
-            .filter(|_| written <= capacity - IV_LEN_UL)
+            .filter(|_| written <= capacity - iv_len)
         else {
             return CKR_GENERAL_ERROR;
         };
-        // SAFETY: `at` + 12 ≤ `capacity` (checked above), and `out` is valid for
-        // writing `capacity` bytes; `iv` is a local array, so they do not overlap.
-        unsafe { ptr::copy_nonoverlapping(iv.as_ptr(), out.add(at), IV_LEN) };
+        // SAFETY: `at` + the IV's length ≤ `capacity` (checked above), and
+        // `out` is valid for writing `capacity` bytes; `iv` is our own buffer,
+        // so they do not overlap.
+        unsafe { ptr::copy_nonoverlapping(iv.as_ptr(), out.add(at), iv.len()) };
         // SAFETY: as for `capacity` above.
-        unsafe { *out_len = written + IV_LEN_UL };
+        unsafe { *out_len = written + iv_len };
         CKR_OK
     }
 
@@ -665,15 +694,19 @@ impl Wrapper {
         }
     }
 
-    /// A new IV from the wrapped module's `C_GenerateRandom` on `session`.
-    fn random_iv(&self, session: CK_SESSION_HANDLE) -> Result<[u8; IV_LEN], CK_RV> {
+    /// A new IV of `len` bytes from the wrapped module's `C_GenerateRandom`
+    /// on `session`.
+    fn random_iv(&self, session: CK_SESSION_HANDLE, len: usize) -> Result<Vec<u8>, CK_RV> {
         let Some(generate) = self.real.C_GenerateRandom else {
             return Err(CKR_FUNCTION_NOT_SUPPORTED);
         };
-        let mut iv = [0u8; IV_LEN];
-        // SAFETY: `iv` is valid for writing `IV_LEN` bytes; the module checks
-        // the session handle.
-        let rv = unsafe { generate(session, iv.as_mut_ptr(), IV_LEN_UL) };
+        let Ok(len_ul) = CK_ULONG::try_from(len) else {
+            return Err(CKR_GENERAL_ERROR);
+        };
+        let mut iv = vec![0u8; len];
+        // SAFETY: `iv` is valid for writing `len` bytes; the module checks the
+        // session handle.
+        let rv = unsafe { generate(session, iv.as_mut_ptr(), len_ul) };
         if rv == CKR_OK { Ok(iv) } else { Err(rv) }
     }
 
@@ -685,8 +718,8 @@ impl Wrapper {
     }
 
     /// The IV to append to `session`'s encryption output, if any.
-    fn pending_iv(&self, session: CK_SESSION_HANDLE) -> Option<[u8; IV_LEN]> {
-        self.pending_ivs().get(&session).copied()
+    fn pending_iv(&self, session: CK_SESSION_HANDLE) -> Option<Vec<u8>> {
+        self.pending_ivs().get(&session).cloned()
     }
 
     /// Forgets the IV to append to `session`'s encryption output.
@@ -699,7 +732,7 @@ impl Wrapper {
         self.pending_ivs().clear();
     }
 
-    fn pending_ivs(&self) -> MutexGuard<'_, HashMap<CK_SESSION_HANDLE, [u8; IV_LEN]>> {
+    fn pending_ivs(&self) -> MutexGuard<'_, HashMap<CK_SESSION_HANDLE, Vec<u8>>> {
         self.pending_ivs
             .lock()
             .unwrap_or_else(PoisonError::into_inner)

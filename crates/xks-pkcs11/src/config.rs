@@ -220,8 +220,9 @@ pub enum IvMode {
     /// The proxy passes a zero IV buffer and the module writes the IV it chose
     /// into it (AWS CloudHSM, Entrust nShield).
     HsmWritesBack,
-    /// The proxy passes no IV and the module appends the 12-byte IV it chose
-    /// after the tag (Thales Luna).
+    /// The proxy passes no IV and the module appends the IV it chose after the
+    /// tag: 12 bytes, or 16 (Thales Luna in FIPS mode, unless its firmware is
+    /// told to make 96-bit IVs). The XKS API allows both.
     HsmAppends,
 }
 

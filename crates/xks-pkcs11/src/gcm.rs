@@ -10,8 +10,12 @@ use xks_protocol::Plaintext;
 
 use crate::IvMode;
 
-/// The only IV length the proxy produces and accepts.
+/// The IV length the proxy makes (`caller` mode) and asks modules for.
 pub(crate) const IV_LEN: usize = 12;
+
+/// The IV lengths the XKS API allows, and so the proxy accepts: 96 bits, or 128
+/// bits (what a Thales Luna HSM in FIPS mode appends in `hsm_appends` mode).
+pub(crate) const IV_LENS: [usize; 2] = xks_protocol::IV_LENS;
 
 /// The only tag length the proxy produces and accepts.
 pub(crate) const TAG_LEN: usize = 16;
@@ -81,7 +85,8 @@ pub(crate) fn check_random(bytes: &[u8]) -> Result<(), &'static str> {
 /// An encryption's output, split into its parts.
 #[derive(Debug, PartialEq, Eq)]
 pub(crate) struct GcmOutput {
-    pub(crate) iv: [u8; IV_LEN],
+    /// 12 bytes, or 16 where the module appended a 128-bit IV.
+    pub(crate) iv: Vec<u8>,
     pub(crate) ciphertext: Vec<u8>,
     pub(crate) tag: [u8; TAG_LEN],
 }
@@ -118,19 +123,23 @@ pub(crate) fn encrypt(
     split_output(mode, iv, output, plaintext.len()).map_err(GcmError::Layout)
 }
 
-/// Decrypts `ciphertext` with `tag` under `key`; the IV and tag lengths must
-/// already have been checked.
+/// Decrypts `ciphertext` with `tag` under `key`; the IV (one of [`IV_LENS`])
+/// and tag lengths must already have been checked.
 pub(crate) fn decrypt(
     session: &Session,
     key: ObjectHandle,
-    iv: &[u8; IV_LEN],
+    iv: &[u8],
     ciphertext: &[u8],
     tag: &[u8; TAG_LEN],
     gcm_aad: &[u8],
 ) -> Result<Plaintext, GcmError> {
-    let mut iv = *iv;
+    let mut buffer = [0u8; 16];
+    let Some(iv_copy) = buffer.get_mut(..iv.len()) else {
+        return Err(GcmError::Layout("an IV longer than 16 bytes"));
+    };
+    iv_copy.copy_from_slice(iv);
     let input = join_input(ciphertext, tag);
-    let params = GcmParams::new(&mut iv, gcm_aad, TAG_BITS.into())?;
+    let params = GcmParams::new(iv_copy, gcm_aad, TAG_BITS.into())?;
     let plaintext = Plaintext::new(session.decrypt(&Mechanism::AesGcm(params), key, &input)?);
     if plaintext.len() != ciphertext.len() {
         return Err(GcmError::Layout(
@@ -153,41 +162,39 @@ pub(crate) fn join_input(ciphertext: &[u8], tag: &[u8; TAG_LEN]) -> Vec<u8> {
 /// - `Caller`: `ciphertext ‖ tag`; the IV is the one the proxy passed in.
 /// - `HsmWritesBack`: `ciphertext ‖ tag`; the IV is the one the module wrote
 ///   into the zeroed buffer (still zero means it did not, a misconfiguration).
-/// - `HsmAppends`: `ciphertext ‖ tag ‖ iv`.
+/// - `HsmAppends`: `ciphertext ‖ tag ‖ iv`, with a 12-byte IV or a 16-byte
+///   one (Luna in FIPS mode makes 128-bit IVs unless told otherwise).
 ///
-/// Any other length means the module did not honour the 128-bit tag or the
-/// 96-bit IV, and the output is refused.
+/// Any other length means the module did not honour the 128-bit tag or an IV
+/// length the XKS API allows, and the output is refused.
 pub(crate) fn split_output(
     mode: IvMode,
     iv: [u8; IV_LEN],
     mut output: Vec<u8>,
     plaintext_len: usize,
 ) -> Result<GcmOutput, &'static str> {
-    let expected = match mode {
-        IvMode::Caller | IvMode::HsmWritesBack => plaintext_len + TAG_LEN,
-        IvMode::HsmAppends => plaintext_len + TAG_LEN + IV_LEN,
+    let fits = match mode {
+        IvMode::Caller | IvMode::HsmWritesBack => output.len() == plaintext_len + TAG_LEN,
+        IvMode::HsmAppends => IV_LENS
+            .iter()
+            .any(|iv_len| output.len() == plaintext_len + TAG_LEN + iv_len),
     };
-    if output.len() != expected {
+    if !fits {
         return Err(
             "the module's GCM output has an unexpected length (tag or IV not as configured)",
         );
     }
     let iv = match mode {
-        IvMode::Caller => iv,
+        IvMode::Caller => iv.to_vec(),
         IvMode::HsmWritesBack => {
             if iv == [0; IV_LEN] {
                 return Err(
                     "the module did not write an IV back; iv_mode hsm_writes_back does not fit this module",
                 );
             }
-            iv
+            iv.to_vec()
         }
-        IvMode::HsmAppends => {
-            let mut appended = [0u8; IV_LEN];
-            appended.copy_from_slice(&output[plaintext_len + TAG_LEN..]);
-            output.truncate(plaintext_len + TAG_LEN);
-            appended
-        }
+        IvMode::HsmAppends => output.split_off(plaintext_len + TAG_LEN),
     };
     let mut tag = [0u8; TAG_LEN];
     tag.copy_from_slice(&output[plaintext_len..]);

@@ -165,7 +165,7 @@
 //!
 //! | Condition | [`ErrorKind`](xks_keymanager::ErrorKind) | XKS error |
 //! |---|---|---|
-//! | `C_Decrypt` returns `CKR_GENERAL_ERROR` (SoftHSM), `CKR_FUNCTION_FAILED` (nShield), `CKR_ENCRYPTED_DATA_INVALID` or `CKR_ENCRYPTED_DATA_LEN_RANGE`; an IV other than 12 bytes; a tag other than 16 bytes; a version the key does not have | `InvalidCiphertext` | `InvalidCiphertextException` |
+//! | `C_Decrypt` returns `CKR_GENERAL_ERROR` (SoftHSM), `CKR_FUNCTION_FAILED` (nShield), `CKR_ENCRYPTED_DATA_INVALID` or `CKR_ENCRYPTED_DATA_LEN_RANGE`; an IV other than 12 or 16 bytes; a tag other than 16 bytes; a version the key does not have | `InvalidCiphertext` | `InvalidCiphertextException` |
 //! | `CKR_KEY_FUNCTION_NOT_PERMITTED`, `CKR_KEY_TYPE_INCONSISTENT`; the key's `CKA_ENCRYPT`/`CKA_DECRYPT` forbids the operation; not AES-256; extractable or not sensitive | `KeyUsage` | `InvalidKeyUsageException` |
 //! | key id not mapped, or no object with its label | `KeyNotFound` | `KeyNotFoundException` |
 //! | disabled by configuration or `CKA_END_DATE` | `KeyDisabled` | `InvalidStateException` |
@@ -179,8 +179,10 @@
 //!
 //! # AES-GCM and IV modes
 //!
-//! The proxy enforces a 96-bit IV and a 128-bit tag itself (SoftHSM checks
-//! neither) and splits the module's `ciphertext ‖ tag` output. `iv_mode` says
+//! The proxy enforces the IV length (96 bits; 96 or 128 bits where the module
+//! appends the IV, as the XKS API allows both) and a 128-bit tag itself
+//! (SoftHSM checks neither) and splits the module's `ciphertext ‖ tag` output.
+//! Decryption accepts 12- and 16-byte IVs. `iv_mode` says
 //! who makes the IV ([`IvMode`]): the proxy from `C_GenerateRandom` (`caller`,
 //! SoftHSM and most modules), the module writing it into a zeroed buffer
 //! (`hsm_writes_back`, CloudHSM and nShield), or the module appending it after
@@ -192,16 +194,16 @@
 //! emulate the vendor's way: it writes the IV it draws into the zeroed buffer
 //! and refuses any other IV (`hsm_writes_back`), or appends the IV it draws to
 //! the output of an encryption given no IV and refuses a caller's
-//! (`hsm_appends`). For each, the shared key manager battery runs through a key
+//! (`hsm_appends`, with 12-byte IVs and, as a Luna HSM in FIPS mode makes them,
+//! 16-byte IVs). For each, the shared key manager battery runs through a key
 //! manager configured with the mode, the IVs returned are checked to be the
 //! ones the module made, ciphertexts decrypt in `caller` mode on plain SoftHSM
 //! (same token and key) and the other way round, and a mode that does not fit
 //! the module fails the startup check with an error that says why. This
 //! emulates what the proxy expects of those modules; it is not a test on
-//! CloudHSM, nShield or Luna hardware. In particular, Thales documents that a
-//! Luna HSM appends a 16-byte IV unless `ulIvBits` asks for 96 bits (firmware
-//! 7.9.3 and later), while the proxy passes `ulIvBits` 0 and expects 12
-//! bytes: `hsm_appends` is not yet known to fit a real Luna.
+//! CloudHSM, nShield or Luna hardware. Thales documents that a Luna HSM
+//! appends a 16-byte IV unless `ulIvBits` asks for 96 bits (firmware 7.9.3 and
+//! later); the proxy passes `ulIvBits` 0 and takes either length.
 //!
 //! # Failover and health
 //!

@@ -13,7 +13,7 @@ use xks_keymanager::{ErrorKind, KeyManager, KeyManagerError, NodeHealth, Sealed,
 use xks_protocol::{HealthStatus, KeyId, KeyStatus, MetadataResponse, Plaintext};
 
 use crate::config::PinSource;
-use crate::gcm::{IV_LEN, TAG_LEN};
+use crate::gcm::{IV_LENS, TAG_LEN};
 use crate::module::{Module, ResetPolicy};
 use crate::pool::{self, Job, PushError, Reply, Request, Settings, SlotShared, Worker};
 use crate::{Error, Pkcs11Config};
@@ -459,10 +459,12 @@ impl KeyManager for Pkcs11KeyManager {
     ) -> Result<Plaintext, KeyManagerError> {
         let label = self.enabled_label(key)?;
         let invalid = |detail| KeyManagerError::new(ErrorKind::InvalidCiphertext, detail);
-        let iv: [u8; IV_LEN] = sealed
-            .iv
-            .try_into()
-            .map_err(|_| invalid("the IV is not 12 bytes, so this backend did not produce it"))?;
+        if !IV_LENS.contains(&sealed.iv.len()) {
+            return Err(invalid(
+                "the IV is not 12 or 16 bytes, so this backend did not produce it",
+            ));
+        }
+        let iv = sealed.iv.to_vec();
         let tag: [u8; TAG_LEN] = sealed
             .tag
             .try_into()

@@ -21,7 +21,7 @@ use crate::IvMode;
 use crate::config::TokenSelector;
 use crate::copies::{CopyError, KeyCopies, TokenKey};
 use crate::error::{CallDisplay, Pkcs11CallError};
-use crate::gcm::{self, GcmError, GcmOutput, IV_LEN, TAG_LEN};
+use crate::gcm::{self, GcmError, GcmOutput, TAG_LEN};
 use crate::keys::{self, CalendarDate, FindError, KeyAttrs};
 use crate::module::{self, Module, Reset, ResetError, ResetOutcome, ResetPolicy};
 
@@ -68,7 +68,8 @@ pub(crate) enum Request {
     Decrypt {
         label: String,
         version: KeyVersion,
-        iv: [u8; IV_LEN],
+        /// 12 or 16 bytes ([`gcm::IV_LENS`]).
+        iv: Vec<u8>,
         ciphertext: Vec<u8>,
         tag: [u8; TAG_LEN],
         aad: Vec<u8>,
@@ -731,7 +732,7 @@ impl Worker {
                 let (version, out) = self.seal(label, &entry, plaintext.as_bytes(), aad)?;
                 Ok(Reply::Sealed(Sealed {
                     version,
-                    iv: out.iv.to_vec(),
+                    iv: out.iv,
                     ciphertext: out.ciphertext,
                     tag: out.tag,
                 }))
@@ -750,7 +751,7 @@ impl Worker {
                 let (version, out) = self.seal(label, &entry, plaintext.as_bytes(), aad)?;
                 let sealed = Sealed {
                     version,
-                    iv: out.iv.to_vec(),
+                    iv: out.iv,
                     ciphertext: out.ciphertext,
                     tag: out.tag,
                 };
@@ -765,7 +766,7 @@ impl Worker {
                 let check = gcm::decrypt(
                     session,
                     handle,
-                    &out.iv,
+                    &sealed.iv,
                     &sealed.ciphertext,
                     &sealed.tag,
                     &gcm_aad,

@@ -157,7 +157,7 @@ pub struct SoftHsm {
 
 impl SoftHsm {
     /// The number of tokens [`SoftHsm::shared`] makes.
-    pub const TOKENS: usize = 3;
+    pub const TOKENS: usize = 4;
 
     /// The user PIN of every token.
     pub const USER_PIN: &'static str = "1234";

@@ -6,7 +6,8 @@
 //!   zeroed IV buffer of `CK_GCM_PARAMS` and refuses any other IV (AWS
 //!   CloudHSM, Entrust nShield);
 //! - `iv_mode = hsm_appends`: the module makes the IV when given none and
-//!   appends it after the tag (Thales Luna).
+//!   appends it after the tag (Thales Luna): a 12-byte IV, and in a second
+//!   setup a 16-byte one (a Luna in FIPS mode, unless told otherwise).
 //!
 //! This emulates what `xks-pkcs11` expects of those modules (see the wrapper's
 //! documentation); it is not the vendors' hardware.
@@ -58,10 +59,58 @@ const APPENDS_TOKEN: usize = 1;
 /// check key).
 const MISCONFIGURED_TOKEN: usize = 2;
 
+/// The token of the `hsm_appends` key manager on a module appending 16-byte IVs.
+const APPENDS_16_TOKEN: usize = 3;
+
+/// A vendor's way with the IV, as the wrapper emulates it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Emulation {
+    /// `hsm_writes_back`.
+    WritesBack,
+    /// `hsm_appends`, 12-byte IVs.
+    Appends,
+    /// `hsm_appends`, 16-byte IVs (Luna in FIPS mode).
+    Appends16,
+}
+
+impl Emulation {
+    /// The key manager's `iv_mode` for this module.
+    fn mode(self) -> IvMode {
+        match self {
+            Self::WritesBack => IvMode::HsmWritesBack,
+            Self::Appends | Self::Appends16 => IvMode::HsmAppends,
+        }
+    }
+
+    /// The wrapper's configuration.
+    fn conf(self) -> String {
+        match self {
+            Self::Appends16 => format!("iv_mode = {}\nappended_iv_len = 16", name(self.mode())),
+            _ => format!("iv_mode = {}", name(self.mode())),
+        }
+    }
+
+    /// The length of the IVs the module makes.
+    fn iv_len(self) -> usize {
+        match self {
+            Self::Appends16 => 16,
+            _ => 12,
+        }
+    }
+
+    fn token(self) -> usize {
+        match self {
+            Self::WritesBack => WRITES_BACK_TOKEN,
+            Self::Appends => APPENDS_TOKEN,
+            Self::Appends16 => APPENDS_16_TOKEN,
+        }
+    }
+}
+
 /// A key manager configured with an HSM IV mode, on a wrapper that emulates
 /// that mode, shared by every test of the mode.
 struct Emulated {
-    mode: IvMode,
+    emulation: Emulation,
     token: usize,
     wrap: FaultWrap,
     km: Arc<Pkcs11KeyManager>,
@@ -86,30 +135,32 @@ fn name(mode: IvMode) -> &'static str {
     }
 }
 
-/// The key manager of `mode`, made on first use: the battery's keys on the
-/// mode's token, a wrapper emulating the mode, and a key manager configured
-/// with the mode on it.
-fn emulated(mode: IvMode) -> &'static Emulated {
+/// The key manager of `emulation`, made on first use: the battery's keys on
+/// its token, a wrapper emulating the vendor's way, and a key manager
+/// configured with the matching mode on it.
+fn emulated(emulation: Emulation) -> &'static Emulated {
     static WRITES_BACK: OnceLock<Emulated> = OnceLock::new();
     static APPENDS: OnceLock<Emulated> = OnceLock::new();
-    let (cell, token) = match mode {
-        IvMode::HsmWritesBack => (&WRITES_BACK, WRITES_BACK_TOKEN),
-        IvMode::HsmAppends => (&APPENDS, APPENDS_TOKEN),
-        other => panic!("{other:?} is not emulated"),
+    static APPENDS_16: OnceLock<Emulated> = OnceLock::new();
+    let cell = match emulation {
+        Emulation::WritesBack => &WRITES_BACK,
+        Emulation::Appends => &APPENDS,
+        Emulation::Appends16 => &APPENDS_16,
     };
+    let token = emulation.token();
     cell.get_or_init(|| {
         let hsm = SoftHsm::shared();
         // Through the test support's SoftHSM instance, before the wrapped
         // instance starts (and reads the token).
         testing::create_battery_keys(&hsm.admin(token));
-        let wrap = FaultWrap::with_conf(name(mode), &format!("iv_mode = {}", name(mode)));
+        let wrap = FaultWrap::with_conf(&format!("{emulation:?}"), &emulation.conf());
         let mut config = hsm.config(&[token]);
         config.module = Some(wrap.module());
-        config.iv_mode = mode;
+        config.iv_mode = emulation.mode();
         let km = Pkcs11KeyManager::open(&config, SoftHsm::env()).unwrap();
         let admin = Pkcs11Admin::open(&config, SoftHsm::env(), None).unwrap();
         Emulated {
-            mode,
+            emulation,
             token,
             wrap,
             km: Arc::new(km),
@@ -118,10 +169,10 @@ fn emulated(mode: IvMode) -> &'static Emulated {
     })
 }
 
-async fn fixture(mode: IvMode) -> ModeFixture {
+async fn fixture(emulation: Emulation) -> ModeFixture {
     let serial = SERIAL.lock().await;
     ModeFixture {
-        emulated: tokio::task::spawn_blocking(move || emulated(mode))
+        emulated: tokio::task::spawn_blocking(move || emulated(emulation))
             .await
             .unwrap(),
         _serial: serial,
@@ -141,6 +192,10 @@ impl Fixture for ModeFixture {
     async fn rotate(&self, key: &KeyId) {
         testing::rotate_battery_key(&self.emulated.admin, &self.emulated.km, key).await;
     }
+
+    fn iv_len(&self) -> usize {
+        self.emulated.emulation.iv_len()
+    }
 }
 
 /// For each emulated mode, a module of tests: the battery and the checks
@@ -148,7 +203,7 @@ impl Fixture for ModeFixture {
 macro_rules! iv_mode_tests {
     ($($module:ident => $mode:expr;)*) => {$(
         mod $module {
-            use super::{IvMode, fixture};
+            use super::{Emulation, fixture};
 
             xks_keymanager::key_manager_battery!(fixture($mode));
 
@@ -166,24 +221,25 @@ macro_rules! iv_mode_tests {
 }
 
 iv_mode_tests! {
-    hsm_writes_back => IvMode::HsmWritesBack;
-    hsm_appends => IvMode::HsmAppends;
+    hsm_writes_back => Emulation::WritesBack;
+    hsm_appends => Emulation::Appends;
+    hsm_appends_16_byte_ivs => Emulation::Appends16;
 }
 
 /// Every IV the key manager returns is one the module made for that
 /// encryption (the wrapper records each IV it makes, once), never the zero
 /// buffer the proxy passes in `hsm_writes_back`, and decrypts the ciphertext.
-async fn ivs_are_the_ones_the_module_made(mode: IvMode) {
-    let f = fixture(mode).await;
+async fn ivs_are_the_ones_the_module_made(emulation: Emulation) {
+    let f = fixture(emulation).await;
     let km = f.key_manager();
     let key = f.key(KeyRole::Primary);
     for (i, size) in [0usize, 1, 16, 100, 4300].into_iter().enumerate() {
         let pt = vec![u8::try_from(i).unwrap(); size];
         let sealed = km.encrypt(&key, &pt, b"aad").await.unwrap();
-        assert_eq!(sealed.iv.len(), 12, "{size} bytes");
-        assert_ne!(sealed.iv, [0; 12], "{size} bytes");
+        assert_eq!(sealed.iv.len(), emulation.iv_len(), "{size} bytes");
+        assert!(sealed.iv.iter().any(|&b| b != 0), "{size} bytes");
         assert_eq!(sealed.ciphertext.len(), size);
-        let made = format!("iv {} {}", name(mode), hex(&sealed.iv));
+        let made = format!("iv {} {}", name(emulation.mode()), hex(&sealed.iv));
         assert_eq!(
             f.emulated.wrap.events(&made),
             1,
@@ -198,8 +254,8 @@ async fn ivs_are_the_ones_the_module_made(mode: IvMode) {
 /// `caller` mode: it decrypts what the emulating module encrypted, and the
 /// emulating module decrypts what it encrypted. The IV mode changes who makes
 /// the IV, not the ciphertext.
-async fn ciphertexts_interoperate_with_caller_mode(mode: IvMode) {
-    let f = fixture(mode).await;
+async fn ciphertexts_interoperate_with_caller_mode(emulation: Emulation) {
+    let f = fixture(emulation).await;
     let token = f.emulated.token;
     let plain = tokio::task::spawn_blocking(move || {
         let config = SoftHsm::shared().config(&[token]);
@@ -219,7 +275,7 @@ async fn ciphertexts_interoperate_with_caller_mode(mode: IvMode) {
             got.as_bytes(),
             &pt[..],
             "{:?} to caller, {size} bytes",
-            f.emulated.mode
+            f.emulated.emulation
         );
 
         let sealed = plain.encrypt(&key, &pt, aad).await.unwrap();
@@ -228,7 +284,7 @@ async fn ciphertexts_interoperate_with_caller_mode(mode: IvMode) {
             got.as_bytes(),
             &pt[..],
             "caller to {:?}, {size} bytes",
-            f.emulated.mode
+            f.emulated.emulation
         );
     }
 }

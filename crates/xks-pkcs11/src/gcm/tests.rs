@@ -19,7 +19,7 @@ fn caller_mode_splits_ciphertext_and_tag_and_keeps_our_iv() {
     assert_eq!(
         out,
         GcmOutput {
-            iv,
+            iv: iv.to_vec(),
             ciphertext: b"ccccc".to_vec(),
             tag: [9; TAG_LEN],
         }
@@ -43,7 +43,7 @@ fn writes_back_mode_takes_the_iv_the_module_wrote() {
         PT_LEN,
     )
     .unwrap();
-    assert_eq!(out.iv, written);
+    assert_eq!(out.iv, written.to_vec());
     assert_eq!(out.ciphertext, b"ccccc");
 }
 
@@ -72,23 +72,50 @@ fn appends_mode_takes_the_iv_after_the_tag() {
     assert_eq!(
         out,
         GcmOutput {
-            iv,
+            iv: iv.to_vec(),
             ciphertext: b"ccccc".to_vec(),
             tag: [9; TAG_LEN],
         }
     );
 }
 
+/// A Luna HSM in FIPS mode appends a 128-bit IV, which the XKS API allows.
+#[test]
+fn appends_mode_takes_a_16_byte_iv_after_the_tag() {
+    let iv: [u8; 16] = std::array::from_fn(|i| u8::try_from(i).unwrap() + 50);
+    let out = split_output(
+        IvMode::HsmAppends,
+        [0; IV_LEN],
+        output(&[b"ccccc", &[9; TAG_LEN], &iv]),
+        PT_LEN,
+    )
+    .unwrap();
+    assert_eq!(out.iv, iv);
+    assert_eq!(out.ciphertext, b"ccccc");
+    assert_eq!(out.tag, [9; TAG_LEN]);
+}
+
 #[test]
 fn unexpected_lengths_are_refused_in_every_mode() {
     for mode in [IvMode::Caller, IvMode::HsmWritesBack, IvMode::HsmAppends] {
-        // A 96-bit tag (SoftHSM would honour one if asked), a missing IV, extra bytes.
-        for extra in [12, TAG_LEN - 1, TAG_LEN + 1, TAG_LEN + IV_LEN + 1, 0] {
-            let expected = match mode {
-                IvMode::HsmAppends => TAG_LEN + IV_LEN,
-                _ => TAG_LEN,
+        // A 96-bit tag (SoftHSM would honour one if asked), a missing IV, IVs
+        // of lengths the XKS API does not allow, extra bytes.
+        for extra in [
+            12,
+            TAG_LEN - 1,
+            TAG_LEN + 1,
+            TAG_LEN + IV_LEN + 1,
+            TAG_LEN + 8,
+            TAG_LEN + 15,
+            TAG_LEN + 17,
+            TAG_LEN + 32,
+            0,
+        ] {
+            let fits: &[usize] = match mode {
+                IvMode::HsmAppends => &[TAG_LEN + 12, TAG_LEN + 16],
+                _ => &[TAG_LEN],
             };
-            if extra == expected {
+            if fits.contains(&extra) {
                 continue;
             }
             let result = split_output(mode, [1; IV_LEN], vec![0; PT_LEN + extra], PT_LEN);
