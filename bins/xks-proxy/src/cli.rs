@@ -69,7 +69,12 @@ pub(crate) enum Command {
 pub(crate) fn init_logging(format: LogFormat) -> Option<LogGuard> {
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
     let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
-    let batched = BatchWriter::new(std::io::stderr(), logwriter::LINGER, logwriter::MAX_LINES);
+    let batched = BatchWriter::new(
+        std::io::stderr(),
+        std::io::stderr(),
+        logwriter::LINGER,
+        logwriter::MAX_LINES,
+    );
     let (writer, guard) = match batched {
         Ok((writer, guard)) => (BoxMakeWriter::new(writer), Some(guard)),
         // No thread for the writer: write on the caller's thread rather than lose lines.

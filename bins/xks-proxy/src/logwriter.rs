@@ -11,10 +11,17 @@
 //! Lines travel through a bounded channel: nothing is dropped, and when
 //! `max_lines` lines wait, request threads wait for the writer (back-pressure, as an
 //! audit log requires). [`LogGuard`] flushes what is left when dropped; lines
-//! logged after that are written directly.
+//! logged after that are written directly to the fallback output (standard error).
+//! The switch is made under a lock that writers hold while they queue a line (never
+//! while they wait for room), so a line logged while the guard is being dropped is
+//! either queued before the switch, and written by the thread, or written directly
+//! after it: never lost in between. (Unless the output is stuck: the guard waits at
+//! most 2 s for the thread, then lets the process go on, as an unread log pipe must
+//! not keep it from exiting.)
 
 use std::io::{self, Write};
 use std::sync::mpsc::{self, Receiver, SyncSender, TrySendError};
+use std::sync::{Arc, Mutex, PoisonError, RwLock};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
@@ -32,6 +39,9 @@ const MAX_BATCH: usize = 1 << 20;
 /// How long dropping the guard waits for the last lines to be written.
 const FLUSH_TIMEOUT: Duration = Duration::from_secs(2);
 
+/// How long a writer that found the queue full waits before it tries again.
+const FULL_WAIT: Duration = Duration::from_micros(100);
+
 enum Msg {
     Line(Vec<u8>),
     Shutdown,
@@ -42,11 +52,23 @@ enum Msg {
 #[derive(Clone)]
 pub(crate) struct BatchWriter {
     tx: SyncSender<Msg>,
+    shared: Arc<Shared>,
+}
+
+/// What the writers and the guard share.
+struct Shared {
+    /// Whether lines go to the writer thread. Writers hold the read lock while
+    /// they queue a line, and only then (queueing never waits under it); the
+    /// guard takes the write lock to turn it off.
+    queued: RwLock<bool>,
+    /// Where lines go once the guard was dropped.
+    fallback: Mutex<Box<dyn Write + Send>>,
 }
 
 /// Flushes the queued lines and stops the writer thread when dropped.
 pub(crate) struct LogGuard {
     tx: SyncSender<Msg>,
+    shared: Arc<Shared>,
     done: Receiver<()>,
     thread: Option<JoinHandle<()>>,
 }
@@ -54,15 +76,17 @@ pub(crate) struct LogGuard {
 /// One `write` of `tracing_subscriber::fmt`, which formats each event completely and
 /// writes it with one `write_all`: one line.
 pub(crate) struct LineWriter<'a> {
-    tx: &'a SyncSender<Msg>,
+    writer: &'a BatchWriter,
 }
 
 // === impl BatchWriter ===
 
 impl BatchWriter {
-    /// Starts the writer thread, writing to `out`.
+    /// Starts the writer thread, writing to `out`; lines logged after the guard is
+    /// dropped go to `fallback`.
     pub(crate) fn new(
         out: impl Write + Send + 'static,
+        fallback: impl Write + Send + 'static,
         linger: Duration,
         max_lines: usize,
     ) -> io::Result<(Self, LogGuard)> {
@@ -74,12 +98,17 @@ impl BatchWriter {
                 run(&rx, out, linger);
                 let _ = done_tx.send(());
             })?;
+        let shared = Arc::new(Shared {
+            queued: RwLock::new(true),
+            fallback: Mutex::new(Box::new(fallback)),
+        });
         let guard = LogGuard {
             tx: tx.clone(),
+            shared: Arc::clone(&shared),
             done,
             thread: Some(thread),
         };
-        Ok((Self { tx }, guard))
+        Ok((Self { tx, shared }, guard))
     }
 }
 
@@ -87,7 +116,7 @@ impl<'a> MakeWriter<'a> for BatchWriter {
     type Writer = LineWriter<'a>;
 
     fn make_writer(&'a self) -> Self::Writer {
-        LineWriter { tx: &self.tx }
+        LineWriter { writer: self }
     }
 }
 
@@ -95,10 +124,36 @@ impl<'a> MakeWriter<'a> for BatchWriter {
 
 impl Write for LineWriter<'_> {
     fn write(&mut self, bytes: &[u8]) -> io::Result<usize> {
-        // Waits while the queue is full; after shutdown, writes directly.
-        if let Err(mpsc::SendError(Msg::Line(line))) = self.tx.send(Msg::Line(bytes.to_vec())) {
-            io::stderr().write_all(&line)?;
+        let mut msg = Msg::Line(bytes.to_vec());
+        loop {
+            {
+                // Held while the line is queued, so the guard's switch comes
+                // wholly before or after it.
+                let queued = self
+                    .writer
+                    .shared
+                    .queued
+                    .read()
+                    .unwrap_or_else(PoisonError::into_inner);
+                if !*queued {
+                    break;
+                }
+                match self.writer.tx.try_send(msg) {
+                    Ok(()) => return Ok(bytes.len()),
+                    Err(TrySendError::Full(back)) => msg = back,
+                    Err(TrySendError::Disconnected(_)) => break,
+                }
+            }
+            // The queue is full: wait for the writer thread to make room
+            // (back-pressure), without holding the lock.
+            std::thread::sleep(FULL_WAIT);
         }
+        self.writer
+            .shared
+            .fallback
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .write_all(bytes)?;
         Ok(bytes.len())
     }
 
@@ -150,6 +205,14 @@ impl Drop for LogGuard {
     fn drop(&mut self) {
         // Bounded: a log pipe nobody reads must not keep the process from exiting.
         let deadline = Instant::now() + FLUSH_TIMEOUT;
+        // Later lines go to the fallback. Writers hold the read lock only while
+        // queueing a line, which never waits, so this waits for nothing else;
+        // every line queued before it is ahead of the shutdown message.
+        *self
+            .shared
+            .queued
+            .write()
+            .unwrap_or_else(PoisonError::into_inner) = false;
         let mut msg = Msg::Shutdown;
         loop {
             match self.tx.try_send(msg) {
@@ -206,7 +269,8 @@ mod tests {
     #[test]
     fn every_line_arrives_whole_and_in_order() {
         let sink = Sink::default();
-        let (writer, guard) = BatchWriter::new(sink.clone(), LINGER, MAX_LINES).unwrap();
+        let (writer, guard) =
+            BatchWriter::new(sink.clone(), Sink::default(), LINGER, MAX_LINES).unwrap();
         std::thread::scope(|s| {
             for t in 0..8 {
                 let writer = writer.clone();
@@ -246,7 +310,8 @@ mod tests {
             delay: Duration::from_millis(2),
             ..Sink::default()
         };
-        let (writer, guard) = BatchWriter::new(sink.clone(), Duration::ZERO, 4).unwrap();
+        let (writer, guard) =
+            BatchWriter::new(sink.clone(), Sink::default(), Duration::ZERO, 4).unwrap();
         for i in 0..300 {
             writer
                 .make_writer()
@@ -265,7 +330,8 @@ mod tests {
     #[test]
     fn a_lone_line_is_written_without_more_traffic() {
         let sink = Sink::default();
-        let (writer, _guard) = BatchWriter::new(sink.clone(), LINGER, MAX_LINES).unwrap();
+        let (writer, _guard) =
+            BatchWriter::new(sink.clone(), Sink::default(), LINGER, MAX_LINES).unwrap();
         writer.make_writer().write_all(b"alone\n").unwrap();
         let deadline = Instant::now() + Duration::from_secs(10);
         while sink.bytes.lock().unwrap().is_empty() {
@@ -273,5 +339,87 @@ mod tests {
             std::thread::sleep(Duration::from_millis(1));
         }
         assert_eq!(&sink.bytes.lock().unwrap()[..], b"alone\n");
+    }
+
+    /// Lines logged after the guard is dropped go to the fallback output, whole
+    /// and in order.
+    #[test]
+    fn lines_after_the_guard_go_to_the_fallback() {
+        let (sink, fallback) = (Sink::default(), Sink::default());
+        let (writer, guard) =
+            BatchWriter::new(sink.clone(), fallback.clone(), LINGER, MAX_LINES).unwrap();
+        writer.make_writer().write_all(b"before\n").unwrap();
+        drop(guard);
+        for i in 0..100 {
+            writer
+                .make_writer()
+                .write_all(line(0, i).as_bytes())
+                .unwrap();
+        }
+        assert_eq!(&sink.bytes.lock().unwrap()[..], b"before\n");
+        let expected: String = (0..100).map(|i| line(0, i)).collect();
+        assert_eq!(
+            String::from_utf8(fallback.bytes.lock().unwrap().clone()).unwrap(),
+            expected
+        );
+    }
+
+    /// Threads logging while the guard is dropped lose nothing: each line is
+    /// written once, by the thread or to the fallback, and each thread's lines
+    /// keep their order within each output.
+    #[test]
+    fn no_line_is_lost_when_logging_races_the_shutdown() {
+        // A slow output and a short queue, so that writers are still logging,
+        // some of them waiting on the queue, when the guard is dropped.
+        let sink = Sink {
+            delay: Duration::from_micros(200),
+            ..Sink::default()
+        };
+        let fallback = Sink::default();
+        let (writer, guard) =
+            BatchWriter::new(sink.clone(), fallback.clone(), Duration::ZERO, 8).unwrap();
+        let started = std::sync::Barrier::new(5);
+        std::thread::scope(|s| {
+            for t in 0..4 {
+                let (writer, started) = (writer.clone(), &started);
+                s.spawn(move || {
+                    started.wait();
+                    for i in 0..3000 {
+                        writer
+                            .make_writer()
+                            .write_all(line(t, i).as_bytes())
+                            .unwrap();
+                    }
+                });
+            }
+            started.wait();
+            std::thread::sleep(Duration::from_millis(20));
+            drop(guard);
+        });
+        assert!(
+            !fallback.bytes.lock().unwrap().is_empty(),
+            "the guard was dropped while threads were still logging"
+        );
+        let mut seen = vec![Vec::new(); 4];
+        for out in [&sink, &fallback] {
+            let text = String::from_utf8(out.bytes.lock().unwrap().clone()).unwrap();
+            let mut last = [None::<usize>; 4];
+            for l in text.lines() {
+                let mut words = l.split(' ').skip(1);
+                let t: usize = words.next().unwrap().parse().unwrap();
+                let i: usize = words.nth(1).unwrap().parse().unwrap();
+                assert_eq!(format!("{l}\n"), line(t, i), "a line was cut or mixed");
+                assert!(
+                    last[t].is_none_or(|prev| prev < i),
+                    "thread {t}: out of order"
+                );
+                last[t] = Some(i);
+                seen[t].push(i);
+            }
+        }
+        for (t, mut lines) in seen.into_iter().enumerate() {
+            lines.sort_unstable();
+            assert_eq!(lines, (0..3000).collect::<Vec<_>>(), "thread {t}");
+        }
     }
 }
