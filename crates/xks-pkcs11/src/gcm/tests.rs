@@ -59,40 +59,31 @@ fn writes_back_mode_refuses_an_iv_left_zero() {
     assert!(err.contains("did not write an IV back"), "{err}");
 }
 
+/// The IV after the tag, 12 bytes or 16 (a Luna HSM in FIPS mode appends a
+/// 128-bit IV, which the XKS API allows).
 #[test]
 fn appends_mode_takes_the_iv_after_the_tag() {
-    let iv: [u8; IV_LEN] = std::array::from_fn(|i| u8::try_from(i).unwrap() + 100);
-    let out = split_output(
-        IvMode::HsmAppends,
-        [0; IV_LEN],
-        output(&[b"ccccc", &[9; TAG_LEN], &iv]),
-        PT_LEN,
-    )
-    .unwrap();
-    assert_eq!(
-        out,
-        GcmOutput {
-            iv: iv.to_vec(),
-            ciphertext: b"ccccc".to_vec(),
-            tag: [9; TAG_LEN],
-        }
-    );
-}
-
-/// A Luna HSM in FIPS mode appends a 128-bit IV, which the XKS API allows.
-#[test]
-fn appends_mode_takes_a_16_byte_iv_after_the_tag() {
-    let iv: [u8; 16] = std::array::from_fn(|i| u8::try_from(i).unwrap() + 50);
-    let out = split_output(
-        IvMode::HsmAppends,
-        [0; IV_LEN],
-        output(&[b"ccccc", &[9; TAG_LEN], &iv]),
-        PT_LEN,
-    )
-    .unwrap();
-    assert_eq!(out.iv, iv);
-    assert_eq!(out.ciphertext, b"ccccc");
-    assert_eq!(out.tag, [9; TAG_LEN]);
+    for iv_len in [IV_LEN, 16] {
+        let iv: Vec<u8> = (0..iv_len)
+            .map(|i| u8::try_from(i).unwrap() + 100)
+            .collect();
+        let out = split_output(
+            IvMode::HsmAppends,
+            [0; IV_LEN],
+            output(&[b"ccccc", &[9; TAG_LEN], &iv]),
+            PT_LEN,
+        )
+        .unwrap();
+        assert_eq!(
+            out,
+            GcmOutput {
+                iv,
+                ciphertext: b"ccccc".to_vec(),
+                tag: [9; TAG_LEN],
+            },
+            "{iv_len}-byte IV"
+        );
+    }
 }
 
 #[test]
