@@ -43,13 +43,15 @@
 //! | `... slow=<ms>` | intercepted calls that pass wait this long first (inside the call) |
 //! | `... initialize_fails=<n>` | the next `n` calls of `C_Initialize` fail with `<rv>` too, without reaching the wrapped module (which a `C_Finalize` before left finalized); the file is rewritten with the number left |
 //!
-//! `<rv>` is `device_error`, `device_removed` or `token_not_present`. A line
+//! `<rv>` is `device_error`, `device_removed`, `token_not_present` or
+//! `function_not_supported` (with `only=C_CopyObject`: a module that does not
+//! copy objects). A line
 //! that does not parse fails the calls with `CKR_GENERAL_ERROR` and says why on
 //! standard error.
 //!
 //! Intercepted: `C_GetSlotList`, `C_OpenSession`, `C_Login`,
-//! `C_FindObjectsInit`, `C_GenerateRandom`, `C_EncryptInit`, `C_Encrypt`,
-//! `C_DecryptInit` and `C_Decrypt`. A failed call does not reach the wrapped
+//! `C_FindObjectsInit`, `C_CopyObject`, `C_GenerateRandom`, `C_EncryptInit`,
+//! `C_Encrypt`, `C_DecryptInit` and `C_Decrypt`. A failed call does not reach the wrapped
 //! module. Every other function goes straight to the wrapped module.
 //!
 //! # Vendor IV emulation
@@ -313,6 +315,7 @@ impl Wrapper {
         ours.C_OpenSession = Some(open_session);
         ours.C_Login = Some(login);
         ours.C_FindObjectsInit = Some(find_objects_init);
+        ours.C_CopyObject = Some(copy_object);
         ours.C_GenerateRandom = Some(generate_random);
         ours.C_EncryptInit = Some(encrypt_init);
         ours.C_Encrypt = Some(encrypt);
@@ -855,10 +858,11 @@ impl std::fmt::Display for Fault {
 }
 
 /// The return values a fault may have, by their names in the fault file.
-const RETURN_VALUES: [(&str, CK_RV); 3] = [
+const RETURN_VALUES: [(&str, CK_RV); 4] = [
     ("device_error", CKR_DEVICE_ERROR),
     ("device_removed", CKR_DEVICE_REMOVED),
     ("token_not_present", CKR_TOKEN_NOT_PRESENT),
+    ("function_not_supported", CKR_FUNCTION_NOT_SUPPORTED),
 ];
 
 /// The directory this library was loaded from.
@@ -1002,6 +1006,13 @@ intercept! {
         session: CK_SESSION_HANDLE,
         template: *mut CK_ATTRIBUTE,
         count: CK_ULONG,
+    );
+    copy_object => C_CopyObject(
+        session: CK_SESSION_HANDLE,
+        object: CK_OBJECT_HANDLE,
+        template: *mut CK_ATTRIBUTE,
+        count: CK_ULONG,
+        new_object: *mut CK_OBJECT_HANDLE,
     );
     generate_random => C_GenerateRandom(session: CK_SESSION_HANDLE, out: *mut CK_BYTE, len: CK_ULONG);
     decrypt_init => C_DecryptInit(

@@ -2,8 +2,9 @@
 //! module (`crates/xks-pkcs11-faultwrap`, built by `tests/common` into
 //! `CARGO_TARGET_TMPDIR`): device errors that a new session cures, device
 //! errors only a module restart cures, outages with failover to another module,
-//! the restart backoff, restarts whose `C_Initialize` fails, and the quiescing
-//! of calls around a restart.
+//! the restart backoff, restarts whose `C_Initialize` fails, the quiescing of
+//! calls around a restart, and a module that cannot copy keys
+//! (`session_key_copies`).
 //!
 //! Each test wraps its own copy of the SoftHSM library, so it has a SoftHSM
 //! instance (and a module restart state) of its own, apart from the instance
@@ -282,6 +283,45 @@ async fn a_restart_whose_initialize_fails_is_retried_after_the_backoff() {
     assert_eq!(health[0].status, HealthStatus::Active, "{health:?}");
     assert_eq!(stats(&km, 0).module_restarts, healed.module_restarts);
     assert_eq!(wrap.events("inject C_Initialize"), 2);
+}
+
+/// `session_key_copies` (on: the wrapped module is SoftHSM) on a module that
+/// cannot copy objects (`C_CopyObject` answers `CKR_FUNCTION_NOT_SUPPORTED`):
+/// the workers use the token objects, ask for a copy once per key and session
+/// rather than on every use, and traffic works. A device error from
+/// `C_CopyObject` is recovered from as any other call's: a new session, and
+/// the copy made there.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_module_that_does_not_copy_keys_is_used_through_the_token_objects() {
+    let _serial = SERIAL.lock().await;
+    let wrap = FaultWrap::new("no-copy");
+    wrap.set("function_not_supported only=C_CopyObject");
+    let (km, key, old) = wrapped_km(&wrap, 0, "no-copy").await;
+    traffic_works(&km, &key, &old).await;
+    let before = stats(&km, 0);
+    assert!(before.uses_key_copies, "{before:?}");
+    assert_eq!(before.key_copies, 0, "{before:?}");
+    let refused = wrap.events("inject C_CopyObject 0x54");
+    // The key and the canary, per worker (2), and the canary for the startup
+    // check's session; traffic made a hundred and more key uses.
+    assert!(
+        (1..=5).contains(&refused),
+        "{refused} refused copies: one per key and session, not per use"
+    );
+
+    let other = new_key(0, "no-copy-then-device-error");
+    wrap.set("device_error only=C_CopyObject count=1");
+    let sealed = km.encrypt(&other, b"copied", b"aad").await.unwrap();
+    let got = km.decrypt(&other, sealed.as_ref(), b"aad").await.unwrap();
+    assert_eq!(got.as_bytes(), b"copied");
+    assert_eq!(wrap.events("inject C_CopyObject 0x30"), 1);
+    let after = stats(&km, 0);
+    assert!(after.sessions_lost > before.sessions_lost, "{after:?}");
+    assert!(
+        after.key_copies >= 1,
+        "copied in the new session: {after:?}"
+    );
+    assert_eq!(after.module_restarts, 0, "{after:?}");
 }
 
 /// Two slots holding the same key: the first through the wrapped module, the
